@@ -1,0 +1,5 @@
+import sys
+
+from mcit.cli import main
+
+sys.exit(main())

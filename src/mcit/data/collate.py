@@ -1,0 +1,118 @@
+"""Samples → tensors: chat layout, media slots, label masking, left padding.
+
+Each segment is tokenised on its own and the ids are concatenated, so the boundary between
+prompt and answer is exact and the labels mask every prompt token (-100) and keep every answer
+token and the EOS that ends it. Batches are left padded for training and generation alike;
+the backbone derives position ids from the attention mask, so the padding side does not change
+the result.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from mcit.data.sample import Sample
+
+IGNORE = -100
+
+
+@dataclass
+class Batch:
+    """A collated batch. `samples` travel with it so methods can read instructions and media."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor | None
+    pixel_values: torch.Tensor | None
+    samples: list[Sample] = field(default_factory=list)
+
+    def to(self, device: torch.device | str, **_: object) -> Batch:
+        return Batch(
+            input_ids=self.input_ids.to(device),
+            attention_mask=self.attention_mask.to(device),
+            labels=None if self.labels is None else self.labels.to(device),
+            pixel_values=None if self.pixel_values is None else self.pixel_values.to(device),
+            samples=self.samples,
+        )
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+class Collator:
+    """Builds training batches (prompt + answer) or generation batches (prompt only)."""
+
+    def __init__(self, backbone, max_length: int | None = None):
+        self.backbone = backbone
+        self.tokenizer = backbone.tokenizer
+        self.chat = backbone.chat
+        self.max_length = max_length or backbone.config.max_length
+        self._cache: dict[str, list[int]] = {}
+        self._warned = False
+
+    def _ids(self, text: str) -> list[int]:
+        ids = self._cache.get(text)
+        if ids is None:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(self._cache) < 200_000:
+                self._cache[text] = ids
+        return ids
+
+    def encode(self, sample: Sample, with_answer: bool) -> tuple[list[int], list[int]]:
+        """Token ids and labels of one sample; without the answer, the prompt for generation."""
+        chat = self.chat
+        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        ids: list[int] = list(bos)
+        labels: list[int] = [IGNORE] * len(ids)
+        turns = sample.turns if with_answer else sample.turns[:-1] + [(sample.turns[-1][0], "")]
+        for i, (user, answer) in enumerate(turns):
+            head = (chat.system + " " if chat.system and i == 0 else "") + chat.user
+            prompt = self._ids(head)
+            if i == 0 and sample.media:
+                prompt = prompt + [self.backbone.image_token_id] * self.backbone.num_image_tokens
+                user = "\n" + user
+            prompt = prompt + self._ids(user + chat.assistant)
+            ids += prompt
+            labels += [IGNORE] * len(prompt)
+            last = i == len(turns) - 1
+            if with_answer or not last:
+                target = self._ids(chat.answer_prefix + answer + chat.turn_end) + [
+                    self.tokenizer.eos_token_id
+                ]
+                ids += target
+                labels += target
+        if len(ids) > self.max_length:
+            if not self._warned:
+                warnings.warn(
+                    f"sample {sample.id} ({sample.task}) has {len(ids)} tokens, more than "
+                    f"max_length {self.max_length}: the oldest tokens are cut",
+                    stacklevel=2,
+                )
+                self._warned = True
+            ids, labels = ids[-self.max_length :], labels[-self.max_length :]
+        return ids, labels
+
+    def __call__(self, samples: list[Sample], with_answer: bool = True) -> Batch:
+        encoded = [self.encode(s, with_answer) for s in samples]
+        width = max(len(ids) for ids, _ in encoded)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(samples), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(samples), width), dtype=torch.long)
+        labels = torch.full((len(samples), width), IGNORE, dtype=torch.long)
+        for row, (ids, labs) in enumerate(encoded):
+            n = len(ids)
+            input_ids[row, width - n :] = torch.tensor(ids)
+            attention[row, width - n :] = 1
+            labels[row, width - n :] = torch.tensor(labs)
+        image_paths = [s.media["image"] for s in samples if "image" in s.media]
+        pixel_values = self.backbone.pixel_values(image_paths) if image_paths else None
+        return Batch(
+            input_ids=input_ids,
+            attention_mask=attention,
+            labels=labels if with_answer else None,
+            pixel_values=pixel_values,
+            samples=list(samples),
+        )

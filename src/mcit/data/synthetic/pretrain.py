@@ -1,0 +1,368 @@
+"""The generic pre-training mixture of the tiny LLaVA (DESIGN.md, "Backbones").
+
+The papers start from an instruction-tuned LLaVA that already has the skills the CoIN tasks need
+and lacks only their formats. This mixture gives the tiny model those skills — colours, shapes,
+counting, positions with coordinates, spatial relations, reading words, digits, drawings, book
+covers, judging degraded photos, choosing among listed options — in phrasings and *full-sentence*
+answer formats that none of the eight tasks uses ("The circle is red.", "Option (b): blue.",
+"The red circle spans from (0.12, 0.30) to (0.40, 0.58)."). Learning a task is then learning its
+format and distribution, as in the papers.
+
+Pictures come from the same renderers as the tasks, from seeds in their own namespace, and
+digits only from the train split, so no test picture is ever seen in pre-training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from mcit.data.synthetic import imagenet, ocrvqa, textvqa, vizwiz
+from mcit.data.synthetic.common import extreme, relation, retry
+from mcit.data.synthetic.scene import Obj, background_color, position_words, render_objects, scatter
+from mcit.data.synthetic.vocab import (
+    AUTHOR_NAMES,
+    COLOR_NAMES,
+    DIGIT_CLASSES,
+    DRAWINGS,
+    GENRE_ICONS,
+    GENRES,
+    NUMBER_WORDS,
+    PLURALS,
+    PRODUCT_WORDS,
+    SHAPES,
+    SIGN_WORDS,
+    TITLE_WORDS,
+)
+
+# Every user phrasing of the mixture; none of them is a task's question template.
+TEMPLATES: dict[str, str] = {
+    "color_of": "Tell me the color of the {shape}.",
+    "shape_of": "Name the shape that is {color}.",
+    "count": "Count the {plural}.",
+    "count_all": "Count every shape in the picture.",
+    "where": "Where is the {name}?",
+    "left_of": "Is the {a} left of the {b}?",
+    "higher": "Is the {a} higher than the {b}?",
+    "bigger": "Which is bigger, the {a} or the {b}?",
+    "furthest": "Name the object furthest to the {side}.",
+    "contains": "Does the picture contain {a_shape}?",
+    "option_color": "Options: {options}. Which option matches the color of the {shape}?",
+    "option_shape": "Options: {options}. Which option is the shape of the {color} object?",
+    "describe": "Describe the image.",
+    "read": "Read the text in the picture.",
+    "digit": "Which number is drawn?",
+    "drawing": "What has been drawn here?",
+    "clear": "Is the picture clear enough to see?",
+    "photo_color": "Tell me the color of the object in the photo.",
+    "cover": "Describe the cover.",
+    "icon": "Which icon is on the cover?",
+    "story": "What kind of story does the cover suggest?",
+    "author": "Name the author printed on the cover.",
+}
+# Every answer pattern (for the tokenizer corpus); all are full sentences.
+ANSWERS: tuple[str, ...] = (
+    "The {shape} is {color}.",
+    "The {color} object is {a_shape}.",
+    "I count {n} {plural}.",
+    "I count {n} shapes in total.",
+    "The {name} spans from ({x1}, {y1}) to ({x2}, {y2}).",
+    "Yes, the {a} is left of the {b}.",
+    "No, the {a} is right of the {b}.",
+    "Yes, the {a} is higher than the {b}.",
+    "No, the {a} is lower than the {b}.",
+    "The {a} is bigger.",
+    "The {name} is furthest to the {side}.",
+    "Yes, I can see {a_shape}.",
+    "No, I cannot see {a_shape}.",
+    "Option ({letter}): {value}.",
+    "The image shows {caption}.",
+    "The text reads {word}.",
+    "I cannot read it, {problem}.",
+    "The drawn number is {number}.",
+    "It is a drawing of {a_thing}.",
+    "Yes, the picture is clear.",
+    "No, {problem}.",
+    "The object is {color}.",
+    "I cannot tell, {problem}.",
+    "{A_color} cover titled {title} by {author}.",
+    "The cover shows {an_icon}.",
+    "The {icon} suggests {a_genre} story.",
+    "The author printed on the cover is {author}.",
+)
+# What went wrong with a degraded photo (vizwiz failure -> clause).
+PROBLEMS = {
+    "dark": "the picture is too dark",
+    "blur": "the picture is too blurry",
+    "away": "the object is out of view",
+    "cut": "the text is cut off",
+    "finger": "a finger covers the object",
+}
+ICON_NAMES = {
+    "smiley": "smiley face",
+    "heart": "heart",
+    "moon": "moon",
+    "ball": "ball",
+    "sun": "sun",
+    "question": "question mark",
+}
+KINDS = ("shapes", "shapes", "shapes", "sign", "digit", "drawing", "cover", "photo")
+
+
+def derive_seed(*parts: object) -> int:
+    """A 64-bit seed from a tuple of parts (stable across runs and Python versions)."""
+    return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+@dataclass
+class Picture:
+    """A pre-training image and the facts about it that captions and answers may state."""
+
+    image: Image.Image
+    kind: str
+    objs: list[Obj] = field(default_factory=list)
+    word: str | None = None  # a word on a sign or label
+    digit: str | None = None
+    drawing: str | None = None
+    cover: tuple[str, str, str, str] | None = None  # title, author, genre, colour
+    photo: tuple[str, str, str | None] | None = None  # ("color"|"read", content, failure)
+
+
+def _shapes(rng: random.Random) -> list[Obj] | None:
+    k = rng.randint(1, 5)
+    shapes = rng.sample(SHAPES, rng.randint(2, 6))
+    colors = rng.sample(COLOR_NAMES, rng.randint(2, 8))
+    specs = [(rng.choice(shapes), rng.choice(colors)) for _ in range(k)]
+    return scatter(rng, specs, side_range=(0.16, 0.32) if k <= 3 else (0.12, 0.22), gap=0.03)
+
+
+def picture(rng: random.Random, image_size: int) -> Picture:
+    """One random picture of any kind the tasks show."""
+    kind = rng.choice(KINDS)
+    if kind == "shapes":
+        objs = retry(lambda: _shapes(rng), "pretraining scene")
+        img = render_objects(image_size, objs, background_color(rng)).image()
+        return Picture(img, kind, objs=objs)
+    if kind == "sign":
+        word = rng.choice(SIGN_WORDS)
+        canvas, objs = textvqa.render(rng, word, image_size)
+        return Picture(canvas.image(), kind, objs=objs, word=word)
+    if kind == "digit":
+        label = rng.choice(DIGIT_CLASSES)
+        img = imagenet.render(rng, label, image_size, split="train").image()
+        return Picture(img, kind, digit=label)
+    if kind == "drawing":
+        label = rng.choice(DRAWINGS)
+        return Picture(
+            imagenet.render(rng, label, image_size, "train").image(), kind, drawing=label
+        )
+    if kind == "cover":
+        cover = (
+            rng.choice(TITLE_WORDS),
+            rng.choice(AUTHOR_NAMES),
+            rng.choice(GENRES),
+            rng.choice(COLOR_NAMES),
+        )
+        img = ocrvqa.render_cover(rng, *cover, image_size).image()
+        return Picture(img, kind, cover=cover)
+    what = rng.choice(("color", "read"))
+    content = rng.choice(COLOR_NAMES if what == "color" else PRODUCT_WORDS)
+    failure = rng.choice(vizwiz.FAILURES[what]) if rng.random() < 0.5 else None
+    img = vizwiz.photo(rng, what, content, failure, image_size)
+    return Picture(img, kind, photo=(what, content, failure))
+
+
+# --- captions ------------------------------------------------------------------------------------
+
+
+def _a(word: str) -> str:
+    """`word` with its indefinite article ("a red", "an orange")."""
+    return f"{'an' if word[0].lower() in 'aeiou' else 'a'} {word}"
+
+
+def _place(o: Obj) -> str:
+    v, h = position_words(o.box)
+    if v == "middle":
+        return "in the center" if h == "center" else f"on the {h}"
+    return f"at the {v}" if h == "center" else f"at the {v} {h}"
+
+
+def _size(o: Obj) -> str:
+    side = o.box[2] - o.box[0]
+    return "small" if side < 0.18 else "large" if side > 0.26 else "medium"
+
+
+def _count(n: int, noun: str, plural: str) -> str:
+    return f"{NUMBER_WORDS[n]} {noun if n == 1 else plural}"
+
+
+def caption(p: Picture) -> str:
+    """A full description of the picture (what a CLIP-style text encoder should match)."""
+    parts = []
+    if p.word is not None:
+        parts.append(f"a sign that says {p.word}")
+    if p.objs:
+        listed = ", ".join(f"{_a(_size(o))} {o.name} {_place(o)}" for o in p.objs)
+        parts.append(f"{_count(len(p.objs), 'shape', 'shapes')}: {listed}")
+    if p.digit is not None:
+        parts.append(f"a handwritten {p.digit} on paper")
+    if p.drawing is not None:
+        parts.append(f"a drawing of {_a(p.drawing)}")
+    if p.cover is not None:
+        title, author, genre, color = p.cover
+        parts.append(
+            f"{_a(color)} book cover titled {title} by {author} with {_a(ICON_NAMES[GENRE_ICONS[genre]])}"
+        )
+    if p.photo is not None:
+        what, content, failure = p.photo
+        if failure is None:
+            thing = f"{_a(content)} object" if what == "color" else f"a label that says {content}"
+            parts.append(f"a clear photo of {thing}")
+        else:
+            thing = "an object" if what == "color" else "a label"
+            parts.append(f"a bad photo of {thing}, {PROBLEMS[failure]}")
+    return ", ".join(parts)
+
+
+# --- instructions --------------------------------------------------------------------------------
+
+
+def _box(o: Obj) -> str:
+    x1, y1, x2, y2 = (f"{min(max(v, 0.0), 1.0):.2f}" for v in o.box)
+    return f"from ({x1}, {y1}) to ({x2}, {y2})"
+
+
+def _options(rng: random.Random, right: str, pool: tuple[str, ...]) -> tuple[str, str]:
+    """A lettered option list "(a) x (b) y" containing `right`, and the answer sentence."""
+    others = rng.sample([v for v in pool if v != right], rng.randint(1, 4))
+    idx = rng.randrange(len(others) + 1)
+    values = others[:idx] + [right] + others[idx:]
+    letters = "abcde"
+    listed = " ".join(f"({letters[i]}) {v}" for i, v in enumerate(values))
+    return listed, f"Option ({letters[idx]}): {right}."
+
+
+def _shape_turns(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
+    t = TEMPLATES
+    out = []
+    unique_shape = [o for o in objs if sum(x.shape == o.shape for x in objs) == 1]
+    unique_color = [o for o in objs if sum(x.color == o.color for x in objs) == 1]
+    unique_name = [o for o in objs if sum(x.name == o.name for x in objs) == 1]
+    if unique_shape:
+        o = rng.choice(unique_shape)
+        out.append((t["color_of"].format(shape=o.shape), f"The {o.shape} is {o.color}."))
+        listed, ans = _options(rng, o.color, COLOR_NAMES)
+        out.append((t["option_color"].format(options=listed, shape=o.shape), ans))
+    if unique_color:
+        o = rng.choice(unique_color)
+        out.append((t["shape_of"].format(color=o.color), f"The {o.color} object is {_a(o.shape)}."))
+        listed, ans = _options(rng, o.shape, SHAPES)
+        out.append((t["option_shape"].format(options=listed, color=o.color), ans))
+    s = rng.choice(SHAPES)
+    n = sum(o.shape == s for o in objs)
+    out.append(
+        (t["count"].format(plural=PLURALS[s]), f"I count {n} {s if n == 1 else PLURALS[s]}.")
+    )
+    n = len(objs)
+    out.append((t["count_all"], f"I count {n} {'shape' if n == 1 else 'shapes'} in total."))
+    present = s in {o.shape for o in objs}
+    yes, no = f"Yes, I can see {_a(s)}.", f"No, I cannot see {_a(s)}."
+    out.append((t["contains"].format(a_shape=_a(s)), yes if present else no))
+    if unique_name:
+        o = rng.choice(unique_name)
+        out.append((t["where"].format(name=o.name), f"The {o.name} spans {_box(o)}."))
+    if len(unique_name) >= 2:
+        a, b = rng.sample(unique_name, 2)
+        r = relation(a, b, "left")
+        if r is not None:
+            ans = (
+                f"Yes, the {a.name} is left of the {b.name}."
+                if r
+                else f"No, the {a.name} is right of the {b.name}."
+            )
+            out.append((t["left_of"].format(a=a.name, b=b.name), ans))
+        r = relation(a, b, "above")
+        if r is not None:
+            ans = (
+                f"Yes, the {a.name} is higher than the {b.name}."
+                if r
+                else f"No, the {a.name} is lower than the {b.name}."
+            )
+            out.append((t["higher"].format(a=a.name, b=b.name), ans))
+        big = extreme([a, b], "largest")
+        if big is not None:
+            out.append((t["bigger"].format(a=a.name, b=b.name), f"The {big.name} is bigger."))
+    if len(objs) >= 2 and len(unique_name) == len(objs):
+        side = rng.choice(("left", "right", "top", "bottom"))
+        o = extreme(objs, side)
+        if o is not None:
+            q = t["furthest"].format(side=side)
+            out.append((q, f"The {o.name} is furthest to the {side}."))
+    return out
+
+
+def turns_for(p: Picture, rng: random.Random) -> list[tuple[str, str]]:
+    """Every (user, assistant) turn that can be asked about this picture."""
+    t = TEMPLATES
+    out = _shape_turns(p.objs, rng) if p.objs else []
+    if p.word is not None:
+        out.append((t["read"], f"The text reads {p.word}."))
+    if p.digit is not None:
+        out.append((t["digit"], f"The drawn number is {p.digit}."))
+    if p.drawing is not None:
+        out.append((t["drawing"], f"It is a drawing of {_a(p.drawing)}."))
+    if p.cover is not None:
+        title, author, genre, color = p.cover
+        icon = ICON_NAMES[GENRE_ICONS[genre]]
+        out.append((t["cover"], f"{_a(color).capitalize()} cover titled {title} by {author}."))
+        out.append((t["icon"], f"The cover shows {_a(icon)}."))
+        out.append((t["story"], f"The {icon} suggests {_a(genre.lower())} story."))
+        out.append((t["author"], f"The author printed on the cover is {author}."))
+    if p.photo is not None:
+        what, content, failure = p.photo
+        clear = "Yes, the picture is clear." if failure is None else f"No, {PROBLEMS[failure]}."
+        out.append((t["clear"], clear))
+        if what == "read":
+            ok = f"The text reads {content}."
+            out.append(
+                (t["read"], ok if failure is None else f"I cannot read it, {PROBLEMS[failure]}.")
+            )
+        else:
+            ok = f"The object is {content}."
+            out.append(
+                (
+                    t["photo_color"],
+                    ok if failure is None else f"I cannot tell, {PROBLEMS[failure]}.",
+                )
+            )
+    out.append((t["describe"], f"The image shows {caption(p)}."))
+    return out
+
+
+def pretrain_captions(n: int, seed: int = 0, image_size: int = 64) -> list[tuple[Image.Image, str]]:
+    """`n` (image, caption) pairs for the contrastive pre-training of the tiny CLIP."""
+    rng = random.Random(derive_seed("mcit-pretrain", "captions", seed))
+    out = []
+    for _ in range(n):
+        p = picture(rng, image_size)
+        out.append((p.image, caption(p)))
+    return out
+
+
+def pretrain_instructions(
+    n: int, seed: int = 0, image_size: int = 64
+) -> list[tuple[Image.Image, list[tuple[str, str]]]]:
+    """`n` (image, turns) conversations of one to three full-sentence turns each."""
+    rng = random.Random(derive_seed("mcit-pretrain", "instructions", seed))
+    out = []
+    for _ in range(n):
+        p = picture(rng, image_size)
+        candidates = turns_for(p, rng)
+        # The description is long; ask for it only now and then, the skills more often.
+        if len(candidates) > 1 and rng.random() < 0.8:
+            candidates = candidates[:-1]
+        out.append((p.image, rng.sample(candidates, min(len(candidates), rng.randint(1, 3)))))
+    return out

@@ -1,0 +1,368 @@
+"""Continual-learning metrics from an accuracy matrix (METHODS.md, "Continual metrics").
+
+The accuracy matrix ``a[t][i]`` is the score (0-100) on task i after training stage t. In the
+docs and in METHODS.md stages and tasks are numbered 1..T; in code the lists are 0-based, so
+``matrix[t - 1][i - 1]`` holds ``a[t][i]``. Every row has one entry per task; entries on and
+below the diagonal (t ≥ i) must be evaluated, entries above it (tasks not yet trained, only
+needed for forward transfer) may be None.
+
+Formulas (1-based, T tasks):
+
+- DirectT_i = a[i][i]; ContinualT_i ("final") = a[T][i].
+- CAA_i = mean_{j=i+1..T} a[j][i] (undefined for i = T).
+- BWT_t = mean_{i<t} (a[t][i] − a[i][i]) for t ≥ 2; negative means forgetting. The
+  ModalPrompt paper prints −BWT ("lower is better").
+- MA_t = mean_{i≤t} a[t][i]; final MA = MA_T (MCITlib's MFN); mean MA = mean_t MA_t (MAA).
+- forgetting (Chaudhry et al. 2018, at the last stage) =
+  mean_{i<T} (max_{l=i..T−1} a[l][i] − a[T][i]).
+- FWT = mean_{i≥2} (a[i−1][i] − b_i), b_i the zero-shot score of task i (undefined when any
+  needed entry is missing).
+
+`compute_metrics` returns the JSON-able dict; `compute_continual` the dataclasses behind it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = [
+    "ContinualMetrics",
+    "MatrixError",
+    "StageMetrics",
+    "Summary",
+    "TaskMetrics",
+    "compute_continual",
+    "compute_metrics",
+    "read_matrix_csv",
+    "validate_matrix",
+]
+
+Matrix = Sequence[Sequence[float | None]]
+
+
+class MatrixError(ValueError):
+    """An invalid accuracy matrix. The message names the row (stage number and the task trained
+    at that stage) and the column (task) where it can; `stage` (1-based) and `column` (task
+    name) carry the same information for callers that re-locate the error (e.g. a CSV line)."""
+
+    def __init__(self, message: str, stage: int | None = None, column: str | None = None):
+        super().__init__(message)
+        self.stage = stage
+        self.column = column
+        self.problem = message
+
+
+@dataclass
+class TaskMetrics:
+    """Per-task metrics: DirectT_i, ContinualT_i and CAA_i (None for the last task)."""
+
+    task: str
+    direct: float
+    final: float
+    caa: float | None
+
+
+@dataclass
+class StageMetrics:
+    """Per-stage metrics: MA_t and BWT_t (None at stage 1). `stage` is 1-based."""
+
+    stage: int
+    task: str
+    ma: float
+    bwt: float | None
+
+
+@dataclass
+class Summary:
+    """Stream-level metrics; None where undefined (one task; FWT without zero-shot scores)."""
+
+    final_ma: float
+    mean_ma: float
+    final_bwt: float | None
+    mean_bwt: float | None
+    mean_caa: float | None
+    forgetting: float | None
+    fwt: float | None
+
+
+@dataclass
+class ContinualMetrics:
+    """All metrics of one stream; `to_dict` gives the JSON object of `compute_metrics`."""
+
+    tasks: list[str]
+    per_task: list[TaskMetrics]
+    per_stage: list[StageMetrics]
+    summary: Summary
+
+    def to_dict(self) -> dict:
+        return {
+            "tasks": list(self.tasks),
+            "per_task": [asdict(x) for x in self.per_task],
+            "per_stage": [asdict(x) for x in self.per_stage],
+            "summary": asdict(self.summary),
+        }
+
+
+def _where(tasks: Sequence[str], t: int, i: int | None = None) -> str:
+    """'stage 2 (task 'B')[, column 'A']' for 0-based row t and column i."""
+    s = f"row for stage {t + 1} (task {tasks[t]!r})" if t < len(tasks) else f"row {t + 1}"
+    if i is not None:
+        s += f", column {tasks[i]!r}"
+    return s
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _check_tasks(tasks: Sequence[str]) -> None:
+    if isinstance(tasks, str) or len(tasks) == 0:
+        raise MatrixError("the task list is empty (or a string, not a list of names)")
+    seen: set[str] = set()
+    for k, name in enumerate(tasks):
+        if not isinstance(name, str) or not name.strip():
+            raise MatrixError(f"task {k + 1} has no name ({name!r})")
+        if name in seen:
+            raise MatrixError(f"task {name!r} appears twice in the task list")
+        seen.add(name)
+
+
+def validate_matrix(tasks: Sequence[str], matrix: Matrix) -> None:
+    """Check an accuracy matrix against METHODS.md's definition of ``a[t][i]``.
+
+    One row per stage (in task order) and one entry per task in every row; entries are numbers
+    in 0..100 or None; every entry with t ≥ i (lower triangle and diagonal) must be a number,
+    entries above the diagonal may be None. Raises `MatrixError` naming the stage (number and
+    its task) and the column (task).
+    """
+    _check_tasks(tasks)
+    n_tasks = len(tasks)
+    if isinstance(matrix, str | bytes) or not isinstance(matrix, Sequence):
+        raise MatrixError(f"the matrix must be a list of rows, got {type(matrix).__name__}")
+    for t, row in enumerate(matrix):
+        if t >= n_tasks:
+            raise MatrixError(
+                f"{_where(tasks, t)}: the matrix has {len(matrix)} rows, "
+                f"expected {n_tasks} (one per stage: {', '.join(tasks)})",
+                stage=t + 1,
+            )
+        if isinstance(row, str | bytes) or not isinstance(row, Sequence):
+            raise MatrixError(f"{_where(tasks, t)}: not a list of scores", stage=t + 1)
+        if len(row) != n_tasks:
+            raise MatrixError(
+                f"{_where(tasks, t)}: {len(row)} entries, expected {n_tasks} "
+                f"(one per task: {', '.join(tasks)}; None where not evaluated)",
+                stage=t + 1,
+            )
+        for i, v in enumerate(row):
+            if v is None:
+                if i <= t:
+                    raise MatrixError(
+                        f"{_where(tasks, t, i)}: missing score; task {tasks[i]!r} was trained "
+                        f"at stage {i + 1} and must be evaluated after every stage from then on",
+                        stage=t + 1,
+                        column=tasks[i],
+                    )
+                continue
+            if not _is_number(v):
+                raise MatrixError(
+                    f"{_where(tasks, t, i)}: {v!r} is not a number", stage=t + 1, column=tasks[i]
+                )
+            if not math.isfinite(v) or not 0.0 <= v <= 100.0:
+                raise MatrixError(
+                    f"{_where(tasks, t, i)}: {v!r} is outside 0-100", stage=t + 1, column=tasks[i]
+                )
+    if len(matrix) < n_tasks:
+        missing = ", ".join(f"{k + 1} ({tasks[k]!r})" for k in range(len(matrix), n_tasks))
+        raise MatrixError(
+            f"the matrix has {len(matrix)} rows, expected {n_tasks}: no row for stage {missing}",
+            stage=len(matrix) + 1,
+        )
+
+
+def _validate_zero_shot(tasks: Sequence[str], zero_shot: Sequence[float | None]) -> None:
+    if len(zero_shot) != len(tasks):
+        raise MatrixError(
+            f"zero-shot scores: {len(zero_shot)} entries, expected {len(tasks)} "
+            f"(one per task: {', '.join(tasks)}; None where not evaluated)"
+        )
+    for i, v in enumerate(zero_shot):
+        if v is None:
+            continue
+        if not _is_number(v):
+            raise MatrixError(f"zero-shot score of {tasks[i]!r}: {v!r} is not a number")
+        if not math.isfinite(v) or not 0.0 <= v <= 100.0:
+            raise MatrixError(f"zero-shot score of {tasks[i]!r}: {v!r} is outside 0-100")
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
+
+
+def compute_continual(
+    tasks: Sequence[str], matrix: Matrix, zero_shot: Sequence[float | None] | None = None
+) -> ContinualMetrics:
+    """All METHODS.md continual metrics of one stream, unrounded (see the module docstring).
+
+    `zero_shot[i]` is the score of task i+1 before any training (b_i), needed only for FWT.
+    Validates the matrix first (`validate_matrix`).
+    """
+    validate_matrix(tasks, matrix)
+    if zero_shot is not None:
+        _validate_zero_shot(tasks, zero_shot)
+    n = len(tasks)
+    a = [[None if v is None else float(v) for v in row] for row in matrix]
+
+    def at(t: int, i: int) -> float:  # 0-based, lower triangle: always present
+        v = a[t][i]
+        assert v is not None
+        return v
+
+    per_task = [
+        TaskMetrics(
+            task=tasks[i],
+            direct=at(i, i),
+            final=at(n - 1, i),
+            caa=_mean([at(j, i) for j in range(i + 1, n)]),
+        )
+        for i in range(n)
+    ]
+    per_stage = []
+    for t in range(n):
+        ma = _mean([at(t, i) for i in range(t + 1)])
+        assert ma is not None
+        bwt = _mean([at(t, i) - at(i, i) for i in range(t)])
+        per_stage.append(StageMetrics(stage=t + 1, task=tasks[t], ma=ma, bwt=bwt))
+
+    mean_ma = _mean([s.ma for s in per_stage])
+    assert mean_ma is not None
+    forgetting = _mean(
+        [max(at(lv, i) for lv in range(i, n - 1)) - at(n - 1, i) for i in range(n - 1)]
+    )
+    fwt: float | None = None
+    if zero_shot is not None and n >= 2:
+        pairs = [(a[i - 1][i], zero_shot[i]) for i in range(1, n)]
+        if all(x is not None and b is not None for x, b in pairs):
+            fwt = _mean([float(x) - float(b) for x, b in pairs])  # type: ignore[arg-type]
+    summary = Summary(
+        final_ma=per_stage[-1].ma,
+        mean_ma=mean_ma,
+        final_bwt=per_stage[-1].bwt,
+        mean_bwt=_mean([s.bwt for s in per_stage if s.bwt is not None]),
+        mean_caa=_mean([x.caa for x in per_task if x.caa is not None]),
+        forgetting=forgetting,
+        fwt=fwt,
+    )
+    return ContinualMetrics(list(tasks), per_task, per_stage, summary)
+
+
+def compute_metrics(
+    tasks: Sequence[str], matrix: Matrix, zero_shot: Sequence[float | None] | None = None
+) -> dict:
+    """The JSON object of all continual metrics (METHODS.md, "Continual metrics")::
+
+        {"tasks": [...],
+         "per_task":  [{"task", "direct", "final", "caa"}, ...],
+         "per_stage": [{"stage", "task", "ma", "bwt"}, ...],
+         "summary":   {"final_ma", "mean_ma", "final_bwt", "mean_bwt", "mean_caa",
+                       "forgetting", "fwt"}}
+
+    Floats unrounded, None (JSON null) where undefined. Raises `MatrixError` on a bad matrix.
+    """
+    return compute_continual(tasks, matrix, zero_shot).to_dict()
+
+
+def read_matrix_csv(path: str | Path) -> tuple[list[str], list[list[float | None]]]:
+    """Read an accuracy matrix from CSV: ``(tasks, matrix)``.
+
+    Format: a header ``stage,<task 1>,…,<task T>``, then one line per stage in order whose
+    first cell is the task trained at that stage (it must match the header order) and whose
+    other cells are the scores (0-100), empty where not evaluated. Blank lines are skipped;
+    cells are stripped. Errors are `MatrixError` naming the file, the line and the column.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise MatrixError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    lines = [
+        (no, [c.strip() for c in row])
+        for no, row in enumerate(csv.reader(text.splitlines()), start=1)
+        if any(c.strip() for c in row)
+    ]
+    if not lines:
+        raise MatrixError(f"{path}: empty file; expected a header 'stage,<task 1>,...'")
+    header_no, header = lines[0]
+    if header[0].lower() != "stage":
+        raise MatrixError(
+            f"{path}, line {header_no}, column 1: header starts with {header[0]!r}, "
+            "expected 'stage'"
+        )
+    tasks = header[1:]
+    if not tasks:
+        raise MatrixError(f"{path}, line {header_no}: the header names no task")
+    for k, name in enumerate(tasks):
+        if not name:
+            raise MatrixError(f"{path}, line {header_no}, column {k + 2}: empty task name")
+        if name in tasks[:k]:
+            raise MatrixError(
+                f"{path}, line {header_no}, column {k + 2}: task {name!r} appears twice"
+            )
+
+    def col(i: int) -> str:  # i: 0-based task index
+        return f"column {i + 2} ({tasks[i]!r})"
+
+    rows = lines[1:]
+    if len(rows) > len(tasks):
+        no = rows[len(tasks)][0]
+        raise MatrixError(
+            f"{path}, line {no}: more stage rows than tasks ({len(tasks)} in the header)"
+        )
+    matrix: list[list[float | None]] = []
+    line_of_stage: list[int] = []
+    for t, (no, cells) in enumerate(rows):
+        if len(cells) != len(tasks) + 1:
+            raise MatrixError(
+                f"{path}, line {no}: {len(cells)} cells, expected {len(tasks) + 1} "
+                f"(stage and one per task: {', '.join(tasks)})"
+            )
+        if cells[0] != tasks[t]:
+            raise MatrixError(
+                f"{path}, line {no}, column 1 (stage): {cells[0]!r}, expected {tasks[t]!r}; "
+                "stage rows must follow the header's task order"
+            )
+        row: list[float | None] = []
+        for i, cell in enumerate(cells[1:]):
+            if cell == "":
+                row.append(None)
+                continue
+            try:
+                value = float(cell)
+            except ValueError:
+                raise MatrixError(
+                    f"{path}, line {no}, {col(i)}: {cell!r} is not a number"
+                ) from None
+            row.append(value)
+        matrix.append(row)
+        line_of_stage.append(no)
+    if len(matrix) < len(tasks):
+        missing = ", ".join(f"{k + 1} ({tasks[k]!r})" for k in range(len(matrix), len(tasks)))
+        raise MatrixError(
+            f"{path}: {len(matrix)} stage rows after the header, expected {len(tasks)}; "
+            f"missing stage {missing}"
+        )
+    try:
+        validate_matrix(tasks, matrix)
+    except MatrixError as exc:
+        where = f"{path}"
+        if exc.stage is not None and exc.stage <= len(line_of_stage):
+            where += f", line {line_of_stage[exc.stage - 1]}"
+        if exc.column is not None:
+            where += f", {col(tasks.index(exc.column))}"
+        raise MatrixError(f"{where}: {exc.problem}", exc.stage, exc.column) from None
+    return tasks, matrix

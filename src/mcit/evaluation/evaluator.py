@@ -1,0 +1,100 @@
+"""Task-agnostic evaluation: batched greedy generation, per-task scoring, predictions files.
+
+The method only ever sees batches of samples; nothing tells it which task they come from.
+Test samples are split across processes and the predictions gathered back, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from tqdm.auto import tqdm
+
+from mcit.config import EvalConfig
+from mcit.data.collate import Collator
+from mcit.data.sample import Sample, Task
+from mcit.evaluation.scorers import score_predictions
+from mcit.methods.base import ContinualMethod
+
+
+@dataclass
+class TaskEvaluation:
+    task: str
+    score: float  # 0-100
+    n: int
+    seconds: float
+    records: list[dict]
+
+
+def predict(
+    method: ContinualMethod,
+    samples: list[Sample],
+    collate: Collator,
+    config: EvalConfig,
+    desc: str = "eval",
+    progress: bool = True,
+) -> list[str]:
+    """Predictions for `samples` in their order (this process's share only)."""
+    method.eval()
+    predictions: list[str] = []
+    bar = tqdm(
+        range(0, len(samples), config.batch_size),
+        desc=desc,
+        disable=not progress,
+        mininterval=1,
+        leave=False,
+    )
+    for start in bar:
+        batch = collate(samples[start : start + config.batch_size], with_answer=False).to(
+            method.backbone.device
+        )
+        predictions += method.generate(batch, max_new_tokens=config.max_new_tokens)
+    return predictions
+
+
+def evaluate_task(
+    method: ContinualMethod,
+    task: Task,
+    collate: Collator,
+    config: EvalConfig,
+    accelerator: Accelerator,
+    progress: bool = True,
+) -> TaskEvaluation:
+    started = time.time()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine = list(range(rank, len(task.test), world))
+    local = predict(
+        method,
+        [task.test[i] for i in mine],
+        collate,
+        config,
+        desc=f"eval {task.name}",
+        progress=progress and accelerator.is_main_process,
+    )
+    pairs = list(zip(mine, local, strict=True))
+    if world > 1:
+        pairs = gather_object(pairs)
+    by_index = dict(pairs)
+    predictions = [by_index[i] for i in range(len(task.test))]
+    scores = score_predictions(task.metric, predictions, [s.references for s in task.test])
+    records = [
+        {"id": s.id, "prediction": p, "references": s.references, "score": sc}
+        for s, p, sc in zip(task.test, predictions, scores, strict=True)
+    ]
+    score = 100.0 * sum(scores) / max(1, len(scores))
+    return TaskEvaluation(task.name, score, len(scores), time.time() - started, records)
+
+
+def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,178 @@
+"""The one interface every continual method implements, and the registry that names them.
+
+A method is an `nn.Module` that holds the backbone and whatever it adds (LoRA, prompts,
+experts). The trainer wraps the method itself for DDP, so everything it trains is reached
+through `forward` (= `training_loss`). The trainer and the evaluator never branch on a method's
+name: what differs between methods lives in the hooks below.
+
+Naming: the DESIGN sketch calls the method's own save/load `state_dict`/`load_state_dict`;
+here they are `method_state`/`load_method_state`, because `nn.Module.state_dict` must keep its
+meaning (the whole module) for DDP and accelerate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from mcit.config import ConfigError, from_dict
+from mcit.data.collate import Batch
+from mcit.data.sample import Sample, Task
+from mcit.models.backbone import Backbone
+
+
+@dataclass
+class LossOutput:
+    """The loss to minimise and its named parts (floats, for the logs)."""
+
+    loss: torch.Tensor
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class MethodArgs:
+    """Base of every method's own config (the `method.args` mapping of a run config)."""
+
+
+class ContinualMethod(nn.Module):
+    name: ClassVar[str] = ""
+    args_class: ClassVar[type[MethodArgs]] = MethodArgs
+    # False for methods that never train (zero-shot): the runner skips the training loop.
+    trains: ClassVar[bool] = True
+    # False for methods that keep old samples (replay): reported as not rehearsal-free.
+    rehearsal_free: ClassVar[bool] = True
+
+    def __init__(self, backbone: Backbone, args: MethodArgs):
+        super().__init__()
+        self.backbone = backbone
+        self.args = args
+        self.tasks_seen: list[str] = []
+        self.attach()
+
+    # ------------------------------------------------------------------ lifecycle
+    def attach(self) -> None:
+        """Add modules and set `requires_grad`. The backbone arrives fully frozen."""
+
+    def stage_plan(self, tasks: list[Task]) -> list[list[Task]]:
+        """Which tasks each training stage sees. Continual methods: one task per stage."""
+        return [[task] for task in tasks]
+
+    def begin_task(self, task_id: int, task: Task) -> None:
+        """Called before training stage `task_id` (0-based); `task` may be a joint union."""
+
+    def end_task(self, task_id: int, task: Task, train_samples: list[Sample]) -> None:
+        """Called after the stage's training (Fisher, bases, snapshots of the old model)."""
+        self.tasks_seen.append(task.name)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: Batch) -> LossOutput:
+        return self.training_loss(batch)
+
+    def training_loss(self, batch: Batch) -> LossOutput:
+        """Default: the LM loss of the backbone (with whatever adapters the method added)."""
+        logits = self.lm_logits(batch)
+        loss = self.backbone.lm_loss(logits, batch.labels)
+        return LossOutput(loss, {"lm": loss.item()})
+
+    def lm_logits(self, batch: Batch) -> torch.Tensor:
+        embeds = self.backbone.embed(batch.input_ids, batch.pixel_values)
+        return self.backbone.logits(embeds, batch.attention_mask)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def before_optimizer_step(self) -> None:
+        """Hook between backward and the optimizer step (e.g. gradient projection)."""
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(self, batch: Batch, max_new_tokens: int = 16) -> list[str]:
+        """Task-agnostic answers: a batch may mix tasks, and no task id is ever given."""
+        embeds = self.backbone.embed(batch.input_ids, batch.pixel_values)
+        return self.backbone.generate(embeds, batch.attention_mask, max_new_tokens=max_new_tokens)
+
+    # ------------------------------------------------------------------ persistence
+    def method_state(self) -> dict[str, torch.Tensor]:
+        """Everything this method owns after a stage (never the frozen backbone): what trains,
+        every parameter and buffer it added outside the backbone, and what `_owns` claims."""
+        state = {}
+        for key, value in [*self.named_parameters(), *self.named_buffers()]:
+            trainable = isinstance(value, nn.Parameter) and value.requires_grad
+            if trainable or not key.startswith("backbone.") or self._owns(key):
+                state[key] = value.detach().clone()
+        return state
+
+    def _owns(self, name: str) -> bool:
+        """Whether a frozen tensor inside the backbone belongs to the method (e.g. old adapters)."""
+        return False
+
+    def load_method_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore `method_state`. Modules created per task must exist first: the runner replays
+        `begin_task` for the finished stages before calling this."""
+        tensors = dict([*self.named_parameters(), *self.named_buffers()])
+        unknown = sorted(set(state) - set(tensors))
+        if unknown:
+            raise ValueError(
+                f"{self.name}: saved state has tensors this method does not have: {unknown[:5]}"
+            )
+        with torch.no_grad():
+            for key, value in state.items():
+                tensors[key].copy_(value.to(tensors[key].device, tensors[key].dtype))
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-able bookkeeping saved beside the tensors (tasks seen, counters)."""
+        return {"tasks_seen": list(self.tasks_seen)}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.tasks_seen = list(state.get("tasks_seen", []))
+
+
+# ---------------------------------------------------------------------------- registry
+METHODS: dict[str, type[ContinualMethod]] = {}
+
+
+def register_method(cls: type[ContinualMethod]) -> type[ContinualMethod]:
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no `name`")
+    if cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise TypeError(f"two methods are named '{cls.name}'")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def _import_builtin_methods() -> None:
+    # Importing the modules registers them; one file per method.
+    import importlib
+    import pkgutil
+
+    import mcit.methods as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name != "base":
+            importlib.import_module(f"mcit.methods.{info.name}")
+
+
+def method_names() -> list[str]:
+    _import_builtin_methods()
+    return sorted(METHODS)
+
+
+def build_method(
+    name: str, backbone: Backbone, args: dict[str, Any] | None = None
+) -> ContinualMethod:
+    _import_builtin_methods()
+    if name not in METHODS:
+        raise ConfigError(
+            f"method.name: unknown method '{name}'; known: {', '.join(sorted(METHODS))}"
+        )
+    cls = METHODS[name]
+    parsed = from_dict(cls.args_class, args or {}, where="method.args")
+    return cls(backbone, parsed)
+
+
+def args_dict(args: MethodArgs) -> dict[str, Any]:
+    return dataclasses.asdict(args)

@@ -1,0 +1,33 @@
+"""Sequential full fine-tuning: LM and projector trained task after task (vision tower frozen).
+
+The lower reference for forgetting: the same weights are continued on every task with no
+protection of what was learned before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcit.methods.base import ContinualMethod, MethodArgs, register_method
+
+
+@dataclass
+class FinetuneArgs(MethodArgs):
+    train_projector: bool = True
+    train_lm: bool = True
+    train_lm_head: bool = True
+
+
+@register_method
+class Finetune(ContinualMethod):
+    name = "finetune"
+    args_class = FinetuneArgs
+    args: FinetuneArgs
+
+    def attach(self) -> None:
+        if self.args.train_projector:
+            self.backbone.projector.requires_grad_(True)
+        if self.args.train_lm:
+            self.backbone.language_model.requires_grad_(True)
+        if self.args.train_lm_head:
+            self.backbone.model.lm_head.requires_grad_(True)

@@ -1,0 +1,43 @@
+"""Sequential LoRA fine-tuning (CoIN's baseline): one LoRA on every linear layer of the LM,
+continued task after task. Built on peft; only the LoRA weights train."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from peft import LoraConfig, inject_adapter_in_model
+
+from mcit.methods.base import ContinualMethod, MethodArgs, register_method
+
+# Every linear layer of a Llama-style decoder (CoIN: all LM linear layers).
+LLAMA_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoraArgs(MethodArgs):
+    r: int = 128  # CoIN: r = 128, alpha = 256
+    alpha: int = 256
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(LLAMA_LINEARS))
+
+
+def inject_lora(language_model, args: LoraArgs, adapter_name: str = "default") -> None:
+    """Add peft LoRA layers to the LM's targeted linears, in place; only they require grad."""
+    config = LoraConfig(
+        r=args.r,
+        lora_alpha=args.alpha,
+        lora_dropout=args.dropout,
+        target_modules=list(args.target_modules),
+        bias="none",
+    )
+    inject_adapter_in_model(config, language_model, adapter_name=adapter_name)
+
+
+@register_method
+class FinetuneLora(ContinualMethod):
+    name = "finetune-lora"
+    args_class = LoraArgs
+    args: LoraArgs
+
+    def attach(self) -> None:
+        inject_lora(self.backbone.language_model, self.args)

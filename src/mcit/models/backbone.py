@@ -1,0 +1,261 @@
+"""Load an LMM from a local Hugging Face LLaVA directory and give every method one way to use it.
+
+A `Backbone` owns the `LlavaForConditionalGeneration`, its tokenizer and image processor, and the
+chat format. Methods never call the HF forward directly: they ask the backbone for the input
+embeddings (text embeddings with the vision features scattered into the image slots), may edit
+them (prompts), and hand them back for the loss or for generation. The image slots are found
+from `input_ids`, never by comparing embeddings, so a learned vector that happens to equal the
+`<image>` embedding cannot be mistaken for an image slot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+from transformers import AutoTokenizer, LlavaForConditionalGeneration
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+from mcit.models.tokenizer import MEDIA_TOKENS
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+LLAVA_SYSTEM = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+
+
+class BackboneError(ValueError):
+    """A backbone directory or setting that cannot be used; the message names it."""
+
+
+@dataclass
+class ChatFormat:
+    """How a conversation becomes text: LLaVA-1.5's vicuna_v1 layout by default."""
+
+    # None: the backbone's own (LLaVA-1.5's system prompt for hf, none for tiny, which was
+    # pre-trained without one and pays for every token on a CPU).
+    system: str | None = None
+    user: str = "USER: "
+    assistant: str = " ASSISTANT:"
+    answer_prefix: str = " "  # between the assistant tag and the answer
+    turn_end: str = ""  # after an answer, before EOS-separated next turn
+
+
+@dataclass
+class BackboneConfig:
+    """Which LMM to load and how. `name` is `tiny` (built and pre-trained by mcit) or `hf`."""
+
+    name: str = "tiny"
+    path: str | None = None  # local llava-hf directory (name = hf)
+    clip_path: str | None = None  # local CLIP directory for guidance features
+    dtype: str = "float32"
+    device: str = "auto"  # auto | cpu | cuda
+    gradient_checkpointing: bool = False
+    chat: ChatFormat = field(default_factory=ChatFormat)
+    max_length: int = 512
+    tiny: dict[str, Any] = field(default_factory=dict)  # TinyConfig overrides (name = tiny)
+
+
+class Backbone(nn.Module):
+    """A frozen-by-default LLaVA with helpers for embedding, loss and generation."""
+
+    def __init__(
+        self,
+        model: LlavaForConditionalGeneration,
+        tokenizer,
+        image_processor,
+        config: BackboneConfig,
+        clip_path: str | None,
+    ):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.config = config
+        self.chat = config.chat
+        self.clip_path = clip_path
+        self.image_token_id = model.config.image_token_id
+        vision = model.config.vision_config
+        patches = (vision.image_size // vision.patch_size) ** 2
+        keep_cls = model.config.vision_feature_select_strategy == "full"
+        self.num_image_tokens = patches + (1 if keep_cls else 0)
+        self._pixel_cache: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ parts
+    @property
+    def language_model(self) -> nn.Module:
+        return self.model.model.language_model
+
+    @property
+    def vision_tower(self) -> nn.Module:
+        return self.model.model.vision_tower
+
+    @property
+    def projector(self) -> nn.Module:
+        return self.model.model.multi_modal_projector
+
+    @property
+    def input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.text_config.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.input_embeddings.weight.device
+
+    def freeze(self) -> None:
+        """Freeze everything; methods switch on what they train."""
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    # ------------------------------------------------------------------ media
+    def pixel_values(self, paths: list[str]) -> torch.Tensor:
+        """Processed images for `paths`, cached in memory (the data are small and re-read often)."""
+        missing = [p for p in dict.fromkeys(paths) if p not in self._pixel_cache]
+        if missing:
+            images = []
+            for path in missing:
+                with Image.open(path) as im:
+                    images.append(im.convert("RGB"))
+            out = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+            for path, px in zip(missing, out, strict=True):
+                self._pixel_cache[path] = px
+        return torch.stack([self._pixel_cache[p] for p in paths])
+
+    def pixel_values_from_images(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.image_processor(
+            images=[im.convert("RGB") for im in images], return_tensors="pt"
+        )["pixel_values"]
+
+    # ------------------------------------------------------------------ forward
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings with the projected vision features written into the image slots."""
+        embeds = self.input_embeddings(input_ids)
+        if pixel_values is None:
+            return embeds
+        slots = input_ids == self.image_token_id
+        if not slots.any():
+            return embeds
+        feats = self.model.model.get_image_features(
+            pixel_values=pixel_values.to(self.device, embeds.dtype),
+            vision_feature_layer=self.model.config.vision_feature_layer,
+            vision_feature_select_strategy=self.model.config.vision_feature_select_strategy,
+        ).pooler_output
+        feats = torch.cat(list(feats), dim=0).to(embeds.dtype)
+        if int(slots.sum()) != feats.shape[0]:
+            raise BackboneError(
+                f"{int(slots.sum())} image slots in the batch but {feats.shape[0]} image features: "
+                f"every sample with an image needs exactly {self.num_image_tokens} slots"
+            )
+        return embeds.masked_scatter(slots.unsqueeze(-1), feats)
+
+    def logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Next-token logits of the LM for given input embeddings (left or right padded)."""
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden = self.language_model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
+        return self.model.lm_head(hidden)
+
+    @staticmethod
+    def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy over the positions whose label is not -100."""
+        shift_logits = logits[:, :-1].float()
+        shift_labels = labels[:, 1:]
+        return nn.functional.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.shape[-1]),
+            shift_labels.reshape(-1),
+            ignore_index=-100,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        max_new_tokens: int = 16,
+        **kwargs,
+    ) -> list[str]:
+        """Greedy decoding from left-padded input embeddings; returns only the new text."""
+        kwargs.setdefault("do_sample", False)
+        kwargs.setdefault("num_beams", 1)
+        out = self.model.generate(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            **kwargs,
+        )
+        # With inputs_embeds and no input_ids, generate returns only the new tokens.
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def load_backbone(config: BackboneConfig) -> Backbone:
+    """Load the configured backbone: `tiny` from mcit's cache (pre-training it if needed), or
+    any local llava-hf directory."""
+    if config.name == "tiny":
+        from mcit.config import from_dict
+        from mcit.models.tiny import TinyConfig, ensure_tiny_backbone
+
+        tiny = from_dict(TinyConfig, config.tiny, where="model.backbone.tiny")
+        llava_dir, clip_dir = ensure_tiny_backbone(tiny)
+        chat = dataclasses.replace(config.chat, system=config.chat.system or "")
+        return load_llava_dir(llava_dir, config, clip_dir=str(clip_dir), chat=chat)
+    if config.name == "hf":
+        if not config.path:
+            raise BackboneError(
+                "model.backbone.path: set it to a local llava-hf directory (name = hf)"
+            )
+        system = LLAVA_SYSTEM if config.chat.system is None else config.chat.system
+        chat = dataclasses.replace(config.chat, system=system)
+        return load_llava_dir(Path(config.path), config, clip_dir=config.clip_path, chat=chat)
+    raise BackboneError(f"model.backbone.name: unknown backbone '{config.name}' (known: tiny, hf)")
+
+
+def load_llava_dir(
+    path: Path, config: BackboneConfig, clip_dir: str | None, chat: ChatFormat
+) -> Backbone:
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise BackboneError(f"{path}: not a Hugging Face model directory (no config.json)")
+    if config.dtype not in DTYPES:
+        raise BackboneError(
+            f"model.backbone.dtype: '{config.dtype}' is not one of {sorted(DTYPES)}"
+        )
+    try:
+        model = LlavaForConditionalGeneration.from_pretrained(path, dtype=DTYPES[config.dtype])
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        image_processor = CLIPImageProcessorPil.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise BackboneError(f"{path}: cannot load as a llava-hf directory: {err}") from err
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    missing = [
+        t
+        for t in (MEDIA_TOKENS["image"],)
+        if tokenizer.convert_tokens_to_ids(t) != model.config.image_token_id
+    ]
+    if missing:
+        raise BackboneError(
+            f"{path}: tokenizer's '<image>' id does not match config.image_token_index"
+        )
+    model.eval()
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    backbone = Backbone(model, tokenizer, image_processor, config, clip_dir)
+    backbone.chat = chat
+    backbone.freeze()
+    return backbone

@@ -1,0 +1,303 @@
+"""A run: stream × method × backbone, stage after stage, into `runs/<run>/`.
+
+After stage t the evaluator tests every task seen so far (all tasks with `eval.all_tasks`, or
+for methods that see every task in one stage), filling row t of the accuracy matrix. Each
+finished stage is saved (method state, predictions, results.json) before the next begins, so
+`mcit run` on an existing run directory resumes after the last finished stage and gives the
+same matrix as an uninterrupted run: every stage re-seeds from (seed, stage).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from mcit.config import ConfigError, RunConfig, dump_config, to_dict
+from mcit.data.benchmarks import load_benchmark_spec, load_tasks, resolve_benchmark
+from mcit.data.builtin import register_builtin_benchmarks
+from mcit.data.collate import Collator
+from mcit.data.sample import Task
+from mcit.evaluation.evaluator import evaluate_task, write_jsonl_atomic
+from mcit.methods.base import ContinualMethod, build_method
+from mcit.models.backbone import load_backbone
+from mcit.train.checkpoint import (
+    load_stage,
+    save_stage,
+    stage_complete,
+    write_json_atomic,
+    write_text_atomic,
+)
+from mcit.train.trainer import RunLogger, Trainer
+
+RESULTS_VERSION = 1
+
+
+def make_accelerator(config: RunConfig) -> Accelerator:
+    device = config.model.backbone.device
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    return Accelerator(cpu=cpu)
+
+
+def load_stream(config: RunConfig) -> list[Task]:
+    register_builtin_benchmarks()
+    root = resolve_benchmark(
+        config.data.benchmark, data_dir=config.data.data_dir, seed=config.data.seed
+    )
+    spec = load_benchmark_spec(root)
+    return load_tasks(
+        spec,
+        order=config.data.order,
+        train_limit=config.data.train_per_task,
+        test_limit=config.data.test_per_task,
+    )
+
+
+def joint_task(tasks: list[Task]) -> Task:
+    """One stage over several tasks (joint training): the union of their training data."""
+    if len(tasks) == 1:
+        return tasks[0]
+    return Task(
+        name="+".join(t.name for t in tasks),
+        metric="mixed",
+        train=[s for t in tasks for s in t.train],
+        test=[s for t in tasks for s in t.test],
+        modality="mixed",
+        description="joint",
+    )
+
+
+def manifest(config: RunConfig, accelerator: Accelerator, tasks: list[Task]) -> dict[str, Any]:
+    """What the numbers depend on, saved with them (DESIGN.md: the run manifest)."""
+    versions = {}
+    for package in ("torch", "transformers", "accelerate", "peft", "tokenizers", "numpy", "pillow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        revision = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                cwd=Path(__file__).parent,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.SubprocessError):
+        revision = None
+    return {
+        "mcit_git_revision": revision,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "device": str(accelerator.device),
+        "processes": accelerator.num_processes,
+        "dtype": config.model.backbone.dtype,
+        "seed": config.seed,
+        "eval_batch_size": config.eval.batch_size,
+        "max_new_tokens": config.eval.max_new_tokens,
+        "padding_side": "left",
+        "decoding": "greedy",
+        "data_counts": {t.name: {"train": len(t.train), "test": len(t.test)} for t in tasks},
+    }
+
+
+def format_matrix(tasks: list[str], stages: list[dict], matrix: list[list[float | None]]) -> str:
+    """The accuracy matrix as a fixed-width table (rows: stages, columns: tasks)."""
+    width = max(8, *(len(t) for t in tasks))
+    head = f"{'after stage':<24}" + "".join(f"{t:>{width + 1}}" for t in tasks)
+    lines = [head]
+    for i, (stage, row) in enumerate(zip(stages, matrix, strict=True)):
+        label = f"{i + 1}: {stage['name']}"[:23]
+        cells = "".join(f"{'-' if v is None else f'{v:.1f}':>{width + 1}}" for v in row)
+        lines.append(f"{label:<24}{cells}")
+    return "\n".join(lines)
+
+
+def _check_resumable(run_dir: Path, config: RunConfig) -> None:
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = yaml.safe_load(saved_path.read_text())
+    current = to_dict(config)
+    if saved != current:
+        diff = sorted(_diff_keys(saved, current))
+        raise ConfigError(
+            f"{run_dir}: this run directory holds a run with another config (differs at {', '.join(diff[:6])}); "
+            f"resume with the same config, or choose another name=..."
+        )
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys: set[str] = set()
+        for k in set(a) | set(b):
+            keys |= _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return keys
+    return set() if a == b else {prefix.rstrip(".")}
+
+
+def count_parameters(method: ContinualMethod) -> tuple[int, int]:
+    seen: set[int] = set()
+    total = trainable = 0
+    for p in method.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def run(
+    config: RunConfig, progress: bool = True, stop_after_stage: int | None = None
+) -> dict[str, Any]:
+    """Run (or resume) a continual run; returns the results dict also written to results.json.
+
+    `stop_after_stage` ends the process's work after that many stages (used to test resume).
+    """
+    started = time.time()
+    accelerator = make_accelerator(config)
+    main = accelerator.is_main_process
+    run_dir = Path(config.output_dir) / config.run_name
+    _check_resumable(run_dir, config)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.yaml", dump_config(config))
+    set_seed(config.seed)
+
+    tasks = load_stream(config)
+    backbone = load_backbone(config.model.backbone)
+    method = build_method(config.method.name, backbone, config.method.args)
+    method.to(accelerator.device)
+    collate = Collator(backbone)
+    plan = method.stage_plan(tasks)
+    names = [t.name for t in tasks]
+
+    results_path = run_dir / "results.json"
+    if results_path.is_file():
+        results = _read_json(results_path)
+    else:
+        results = {
+            "version": RESULTS_VERSION,
+            "run": config.run_name,
+            "benchmark": config.data.benchmark,
+            "method": config.method.name,
+            "method_args": dataclasses.asdict(method.args),
+            "rehearsal_free": method.rehearsal_free,
+            "tasks": names,
+            "stages": [],
+            "matrix": [],
+            "manifest": manifest(config, accelerator, tasks),
+        }
+    done = len(results["matrix"])
+    if done:
+        # Rebuild what the finished stages created, then restore their saved state.
+        for s in range(done):
+            method.begin_task(s, joint_task(plan[s]))
+        tensors, extra = load_stage(run_dir / f"stage_{done}")
+        method.load_method_state(tensors)
+        method.load_extra_state(extra)
+        if main and done < len(plan):
+            print(f"[mcit] resuming {run_dir} after stage {done} of {len(plan)}", flush=True)
+
+    logger = RunLogger(run_dir, enabled=main)
+    trainer = Trainer(accelerator, config.train, logger, progress=progress)
+    for s in range(done, len(plan)):
+        if stop_after_stage is not None and s >= stop_after_stage:
+            break
+        stage_tasks = plan[s]
+        task = joint_task(stage_tasks)
+        set_seed(config.seed + 1000 * (s + 1))
+        method.begin_task(s, task)
+        trainable, total = count_parameters(method)
+        stats = None
+        if method.trains:
+            stats = trainer.train_stage(
+                method,
+                s,
+                task.train,
+                collate,
+                seed=config.seed + 1000 * (s + 1),
+                n_tasks=len(stage_tasks),
+            )
+        method.end_task(s, task, task.train)
+        stage_dir = run_dir / f"stage_{s + 1}"
+        if main:
+            save_stage(stage_dir, method.method_state(), method.extra_state())
+
+        seen = {t.name for stage in plan[: s + 1] for t in stage}
+        to_eval = [t for t in tasks if t.name in seen or config.eval.all_tasks]
+        row: list[float | None] = [None] * len(tasks)
+        eval_seconds = 0.0
+        for t in to_eval:
+            ev = evaluate_task(method, t, collate, config.eval, accelerator, progress=progress)
+            row[names.index(t.name)] = ev.score
+            eval_seconds += ev.seconds
+            if main:
+                write_jsonl_atomic(
+                    run_dir / "predictions" / f"stage_{s + 1}" / f"{t.name}.jsonl", ev.records
+                )
+        stage_info = {
+            "stage": s + 1,
+            "name": task.name,
+            "tasks": [t.name for t in stage_tasks],
+            "train_steps": stats.steps if stats else 0,
+            "train_samples_seen": stats.samples_seen if stats else 0,
+            "train_seconds": round(stats.seconds, 3) if stats else 0.0,
+            "final_loss": stats.final_loss if stats else None,
+            "eval_seconds": round(eval_seconds, 3),
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+        }
+        results["stages"].append(stage_info)
+        results["matrix"].append(row)
+        if main:
+            write_json_atomic(results_path, results)
+            if progress:
+                scores = ", ".join(
+                    f"{names[i]} {v:.1f}" for i, v in enumerate(row) if v is not None
+                )
+                print(f"[mcit] stage {s + 1}/{len(plan)} ({task.name}): {scores}", flush=True)
+        accelerator.wait_for_everyone()
+    logger.close()
+    results["seconds_this_process"] = round(time.time() - started, 1)
+    if main and len(results["matrix"]) == len(plan):
+        results["complete"] = True
+        write_json_atomic(results_path, results)
+    return results
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{path}: corrupt results file ({err}); delete it to start the run again"
+        ) from err
+
+
+def completed_stages(run_dir: Path) -> int:
+    path = run_dir / "results.json"
+    if not path.is_file():
+        return 0
+    return sum(
+        1
+        for i in range(len(_read_json(path)["matrix"]))
+        if stage_complete(run_dir / f"stage_{i + 1}")
+    )

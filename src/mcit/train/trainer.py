@@ -1,0 +1,178 @@
+"""The one training loop, for every method (accelerate; DDP when launched with torchrun).
+
+Per stage: a fresh AdamW over what the method trains, warmup + schedule, gradient clipping,
+a seeded data order sharded across processes, a progress bar, and a log line every
+`log_every` steps (JSONL and TensorBoard). What differs between methods enters through the
+method's `forward` (= its loss) and its `before_optimizer_step` hook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from mcit.config import TrainConfig
+from mcit.data.collate import Collator
+from mcit.data.sample import Sample
+from mcit.methods.base import ContinualMethod
+
+
+@dataclass
+class StageStats:
+    steps: int
+    samples_seen: int
+    seconds: float
+    final_loss: float
+
+
+class RunLogger:
+    """JSONL log lines (always) and TensorBoard scalars (main process only)."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = run_dir / "logs" / "train.jsonl"
+        self.writer = None
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(run_dir / "events"))
+
+    def log(self, record: dict, step: int) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if isinstance(value, int | float) and key not in ("stage", "step"):
+                self.writer.add_scalar(f"stage{record.get('stage', 0)}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _index_stream(n: int, seed: int, rank: int, world: int) -> Iterator[int]:
+    """Endless epochs of a seeded permutation; each process takes every `world`-th index."""
+    epoch = 0
+    while True:
+        generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+        order = torch.randperm(n, generator=generator).tolist()
+        yield from order[rank::world]
+        epoch += 1
+
+
+def steps_for(n_samples: int, config: TrainConfig, world: int, n_tasks: int = 1) -> int:
+    """Optimizer steps of a stage: `epochs` over its data, capped at `max_steps_per_task` for
+    each task it holds (a joint stage over 8 tasks gets 8 tasks' budget)."""
+    per_step = config.batch_size * config.grad_accum * world
+    steps = max(1, math.ceil(n_samples * config.epochs / per_step))
+    if config.max_steps_per_task is not None:
+        steps = min(steps, config.max_steps_per_task * n_tasks)
+    return steps
+
+
+class Trainer:
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        config: TrainConfig,
+        logger: RunLogger,
+        progress: bool = True,
+    ):
+        self.accelerator = accelerator
+        self.config = config
+        self.logger = logger
+        self.progress = progress and accelerator.is_main_process
+
+    def train_stage(
+        self,
+        method: ContinualMethod,
+        stage: int,
+        samples: list[Sample],
+        collate: Collator,
+        seed: int,
+        n_tasks: int = 1,
+    ) -> StageStats:
+        cfg, acc = self.config, self.accelerator
+        params = method.trainable_parameters()
+        if not params:
+            raise ValueError(f"method '{method.name}' has nothing to train at stage {stage + 1}")
+        steps = steps_for(len(samples), cfg, acc.num_processes, n_tasks)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = get_scheduler(
+            cfg.scheduler,
+            optimizer,
+            num_warmup_steps=int(cfg.warmup_ratio * steps),
+            num_training_steps=steps,
+        )
+        # DDP is built per stage: which parameters train can change from one stage to the next.
+        model = acc.prepare_model(method)
+        indices = _index_stream(len(samples), seed, acc.process_index, acc.num_processes)
+        method.train()
+        started = time.time()
+        smoothed = math.nan
+        bar = tqdm(
+            range(steps),
+            desc=f"stage {stage + 1} train",
+            disable=not self.progress,
+            mininterval=1,
+            leave=False,
+        )
+        for step in bar:
+            parts: dict[str, float] = {}
+            loss_value = 0.0
+            for micro in range(cfg.grad_accum):
+                batch = collate([samples[next(indices)] for _ in range(cfg.batch_size)]).to(
+                    acc.device
+                )
+                sync = micro == cfg.grad_accum - 1
+                with (
+                    acc.no_sync(model)
+                    if not sync and acc.num_processes > 1
+                    else contextlib.nullcontext()
+                ):
+                    out = model(batch)
+                    acc.backward(out.loss / cfg.grad_accum)
+                loss_value += out.loss.item() / cfg.grad_accum
+                for key, value in out.parts.items():
+                    parts[key] = parts.get(key, 0.0) + value / cfg.grad_accum
+            method.before_optimizer_step()
+            if cfg.max_grad_norm:
+                acc.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            smoothed = loss_value if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * loss_value
+            bar.set_postfix(loss=f"{smoothed:.3f}")
+            if step % cfg.log_every == 0 or step == steps - 1:
+                self.logger.log(
+                    {
+                        "stage": stage + 1,
+                        "step": step,
+                        "lr": scheduler.get_last_lr()[0],
+                        "loss": loss_value,
+                        **parts,
+                    },
+                    step,
+                )
+        method.eval()
+        acc.wait_for_everyone()
+        # Drop accelerate's reference to the wrapper so the next stage can wrap afresh.
+        acc._models.clear()
+        return StageStats(
+            steps=steps,
+            samples_seen=steps * cfg.batch_size * cfg.grad_accum * acc.num_processes,
+            seconds=time.time() - started,
+            final_loss=smoothed,
+        )

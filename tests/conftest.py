@@ -1,0 +1,82 @@
+"""Shared fixtures: a micro tiny backbone and a micro coin-mini, built once per session.
+
+The micro backbone uses the real pre-training code path (tokenizer, CLIP stage, LLaVA stage,
+cache) with very few steps, so the tests exercise everything the default run does, in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+MICRO_TINY = {
+    "vision_hidden": 32,
+    "vision_layers": 1,
+    "vision_heads": 2,
+    "text_hidden": 32,
+    "text_layers": 1,
+    "projection_dim": 32,
+    "lm_hidden": 48,
+    "lm_layers": 2,
+    "lm_heads": 2,
+    "lm_intermediate": 96,
+    "vocab_size": 600,
+    "clip_samples": 64,
+    "clip_steps": 2,
+    "clip_batch": 16,
+    "llava_samples": 64,
+    "llava_steps": 3,
+    "llava_batch": 8,
+    "report_samples": 4,
+}
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("mcit-cache")
+    os.environ["MCIT_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def micro_backbone_dirs(cache_dir):
+    from mcit.models.tiny import TinyConfig, ensure_tiny_backbone
+
+    return ensure_tiny_backbone(TinyConfig(**MICRO_TINY), progress=False)
+
+
+@pytest.fixture(scope="session")
+def micro_benchmark(tmp_path_factory) -> Path:
+    """coin-mini with 3 tasks of 16 training and 6 test samples each."""
+    from mcit.data.synthetic.coin_mini import generate_coin_mini
+
+    out = tmp_path_factory.mktemp("bench") / "coin-micro"
+    return generate_coin_mini(
+        out,
+        seed=0,
+        order=["scienceqa", "gqa", "grounding"],
+        train_size=16,
+        test_size=6,
+        progress=False,
+    )
+
+
+def micro_overrides(
+    benchmark: Path, out_dir: Path, method: str = "finetune-lora", **extra
+) -> list[str]:
+    """key=value overrides for a micro run that takes seconds."""
+    overrides = [
+        f"data.benchmark={benchmark}",
+        f"output_dir={out_dir}",
+        f"method.name={method}",
+        "train.batch_size=4",
+        "train.max_steps_per_task=3",
+        "train.lr=0.001",
+        "eval.batch_size=4",
+        "eval.max_new_tokens=6",
+        f"model.backbone.tiny={MICRO_TINY}",
+    ]
+    overrides += [f"{k}={v}" for k, v in extra.items()]
+    return overrides

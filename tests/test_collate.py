@@ -1,0 +1,72 @@
+import torch
+
+from mcit.data.collate import IGNORE, Collator
+from mcit.data.sample import Sample
+from mcit.models.backbone import BackboneConfig, ChatFormat, load_llava_dir
+
+
+def _backbone(dirs):
+    llava_dir, clip_dir = dirs
+    return load_llava_dir(
+        llava_dir, BackboneConfig(), clip_dir=str(clip_dir), chat=ChatFormat(system="")
+    )
+
+
+def _sample(tmp_path, answer="B", question="Which one?"):
+    from PIL import Image
+
+    path = tmp_path / "im.png"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(path)
+    return Sample(
+        id="s1",
+        task="t",
+        turns=[(question, answer)],
+        references=[answer],
+        metric="exact",
+        media={"image": str(path)},
+    )
+
+
+def test_labels_cover_exactly_the_answer_and_eos(micro_backbone_dirs, tmp_path):
+    backbone = _backbone(micro_backbone_dirs)
+    collate = Collator(backbone)
+    sample = _sample(tmp_path, answer="blue circle")
+    batch = collate([sample])
+    tok = backbone.tokenizer
+    kept = batch.labels[0][batch.labels[0] != IGNORE].tolist()
+    assert kept[-1] == tok.eos_token_id
+    assert tok.decode(kept[:-1]) == " blue circle"
+    # Image slots: exactly num_image_tokens, all masked out of the loss.
+    slots = batch.input_ids[0] == backbone.image_token_id
+    assert int(slots.sum()) == backbone.num_image_tokens
+    assert bool((batch.labels[0][slots] == IGNORE).all())
+    assert batch.pixel_values.shape == (1, 3, 64, 64)
+    text = tok.decode(batch.input_ids[0][~slots])
+    assert text.startswith("<s>USER: \nWhich one? ASSISTANT: blue circle</s>")
+
+
+def test_generation_batch_is_left_padded_prompt_only(micro_backbone_dirs, tmp_path):
+    backbone = _backbone(micro_backbone_dirs)
+    collate = Collator(backbone)
+    short, long = (
+        _sample(tmp_path, question="Hi?"),
+        _sample(tmp_path, question="A much longer question here?"),
+    )
+    batch = collate([short, long], with_answer=False)
+    assert batch.labels is None
+    mask = batch.attention_mask
+    assert mask[0, 0] == 0 and mask[0, -1] == 1 and bool(mask[1].all())
+    # The prompt ends with the assistant tag: nothing of the answer leaks into it.
+    text = backbone.tokenizer.decode(batch.input_ids[1][mask[1].bool()], skip_special_tokens=True)
+    assert text.endswith("ASSISTANT:") and "B" not in text.split("ASSISTANT:")[-1]
+
+
+def test_image_features_land_in_the_slots(micro_backbone_dirs, tmp_path):
+    backbone = _backbone(micro_backbone_dirs)
+    batch = Collator(backbone)([_sample(tmp_path)])
+    with torch.no_grad():
+        plain = backbone.input_embeddings(batch.input_ids)
+        mixed = backbone.embed(batch.input_ids, batch.pixel_values)
+    slots = batch.input_ids == backbone.image_token_id
+    assert torch.equal(plain[~slots], mixed[~slots])
+    assert not torch.allclose(plain[slots], mixed[slots])

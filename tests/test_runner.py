@@ -1,0 +1,130 @@
+"""End-to-end runs on the micro backbone and micro coin-mini: results, resume, freezing."""
+
+import json
+
+import pytest
+import torch
+from conftest import micro_overrides
+
+from mcit.config import ConfigError, load_config
+from mcit.methods.base import method_names
+from mcit.runner import run
+from mcit.train.checkpoint import load_stage
+
+
+def _run(bench, out, method="finetune-lora", stop=None, **extra):
+    config = load_config(None, micro_overrides(bench, out, method, **extra))
+    return run(config, progress=False, stop_after_stage=stop), out / config.run_name
+
+
+def test_three_task_run_writes_complete_results(micro_backbone_dirs, micro_benchmark, tmp_path):
+    results, run_dir = _run(micro_benchmark, tmp_path, **{"method.args": "{r: 4, alpha: 8}"})
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["tasks"] == ["scienceqa", "gqa", "grounding"]
+    assert saved["complete"] is True
+    matrix = saved["matrix"]
+    assert len(matrix) == 3
+    for t, row in enumerate(matrix):
+        for i, value in enumerate(row):
+            if i <= t:
+                assert isinstance(value, float) and 0.0 <= value <= 100.0
+            else:
+                assert value is None  # unseen tasks are not evaluated by default
+    for s, stage in enumerate(saved["stages"], start=1):
+        assert stage["train_steps"] == 3 and stage["trainable_parameters"] > 0
+        assert (run_dir / f"stage_{s}" / "method.safetensors").is_file()
+        for task in saved["tasks"][:s]:
+            lines = (
+                (run_dir / "predictions" / f"stage_{s}" / f"{task}.jsonl").read_text().splitlines()
+            )
+            assert len(lines) == 6
+            record = json.loads(lines[0])
+            assert set(record) == {"id", "prediction", "references", "score"}
+    manifest = saved["manifest"]
+    assert manifest["packages"]["torch"].startswith("2.13.0")
+    assert manifest["data_counts"]["gqa"] == {"train": 16, "test": 6}
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "logs" / "train.jsonl").is_file()
+    # The stage-1 score of a task is the mean of its per-sample scores, in 0-100.
+    scores = [
+        json.loads(x)["score"]
+        for x in (run_dir / "predictions/stage_1/scienceqa.jsonl").read_text().splitlines()
+    ]
+    assert matrix[0][0] == pytest.approx(100 * sum(scores) / len(scores))
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_killed_after_stage_one_and_resumed_gives_the_same_matrix(
+    method, micro_backbone_dirs, micro_benchmark, tmp_path
+):
+    full, _ = _run(micro_benchmark, tmp_path / "full", method)
+    partial, run_dir = _run(micro_benchmark, tmp_path / "resumed", method, stop=1)
+    assert len(partial["matrix"]) == 1
+    resumed, _ = _run(micro_benchmark, tmp_path / "resumed", method)
+    assert resumed["matrix"] == full["matrix"]
+    assert [s["final_loss"] for s in resumed["stages"]] == [s["final_loss"] for s in full["stages"]]
+
+
+def test_resume_refuses_a_different_config(micro_backbone_dirs, micro_benchmark, tmp_path):
+    _run(micro_benchmark, tmp_path, stop=1)
+    with pytest.raises(ConfigError, match="train.lr"):
+        _run(micro_benchmark, tmp_path, **{"train.lr": 0.5})
+
+
+def test_lora_trains_only_lora_and_finetune_leaves_vision_alone(
+    micro_backbone_dirs, micro_benchmark, tmp_path
+):
+    from mcit.models.backbone import BackboneConfig, ChatFormat, load_llava_dir
+
+    llava_dir, clip_dir = micro_backbone_dirs
+    base = load_llava_dir(
+        llava_dir, BackboneConfig(), str(clip_dir), ChatFormat()
+    ).model.state_dict()
+    _, lora_dir = _run(micro_benchmark, tmp_path / "lora", "finetune-lora")
+    lora_state, _ = load_stage(lora_dir / "stage_3")
+    assert lora_state and all("lora_" in k for k in lora_state)
+    first, _ = load_stage(lora_dir / "stage_1")
+    assert any(not torch.equal(first[k], lora_state[k]) for k in lora_state)
+
+    _, ft_dir = _run(micro_benchmark, tmp_path / "ft", "finetune")
+    ft_state, _ = load_stage(ft_dir / "stage_3")
+    assert not any("vision_tower" in k for k in ft_state)
+    changed = [
+        k
+        for k in ft_state
+        if k.startswith("backbone.model.")
+        and not torch.equal(ft_state[k], base[k.removeprefix("backbone.model.")])
+    ]
+    assert any("language_model" in k for k in changed) and any(
+        "multi_modal_projector" in k for k in changed
+    )
+
+
+def test_zero_shot_and_multitask_are_single_stage(micro_backbone_dirs, micro_benchmark, tmp_path):
+    zero, _ = _run(micro_benchmark, tmp_path, "zero-shot")
+    assert len(zero["matrix"]) == 1 and None not in zero["matrix"][0]
+    assert zero["stages"][0]["train_steps"] == 0
+    joint, _ = _run(micro_benchmark, tmp_path, "multitask")
+    assert len(joint["matrix"]) == 1 and None not in joint["matrix"][0]
+    assert joint["stages"][0]["name"] == "scienceqa+gqa+grounding"
+
+
+def test_evaluation_does_not_depend_on_batch_size(micro_backbone_dirs, micro_benchmark, tmp_path):
+    from mcit.data.collate import Collator
+    from mcit.evaluation.evaluator import predict
+    from mcit.methods.base import build_method
+    from mcit.models.backbone import load_backbone
+    from mcit.runner import load_stream
+
+    config = load_config(None, micro_overrides(micro_benchmark, tmp_path))
+    tasks = load_stream(config)
+    backbone = load_backbone(config.model.backbone)
+    method = build_method("zero-shot", backbone)
+    samples = [s for t in tasks for s in t.test]
+    collate = Collator(backbone)
+    one = predict(
+        method, samples, collate, type(config.eval)(batch_size=1, max_new_tokens=8), progress=False
+    )
+    many = predict(
+        method, samples, collate, type(config.eval)(batch_size=7, max_new_tokens=8), progress=False
+    )
+    assert one == many

@@ -1,0 +1,319 @@
+"""Tests of the coin-mini generators, the pre-training mixture and the on-disk writer."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from mcit.data.synthetic import coin_mini, pretrain, scene, vocab
+from mcit.data.synthetic.common import OPTION_ANSWER, SHORT_ANSWER, UNANSWERABLE_HINT
+from mcit.data.synthetic.tasks import TASKS
+
+N = 200  # examples per task for the distribution checks (about 0.2 s per task)
+VQA_NUMBERS = {w: str(i) for i, w in enumerate(vocab.NUMBER_WORDS)}
+
+
+@pytest.fixture(scope="module")
+def examples() -> dict[str, list]:
+    return {name: spec.generate(N, random.Random(7), 64, "test") for name, spec in TASKS.items()}
+
+
+def _png(img: Image.Image) -> bytes:
+    from io import BytesIO
+
+    buf = BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _strip_instruction(question: str) -> str:
+    """The question proper, without CoIN's instruction lines or the listed options."""
+    return question.split("\n")[0]
+
+
+def _vqa_norm(answer: str) -> str:
+    a = answer.lower().strip()
+    return VQA_NUMBERS.get(a, a)
+
+
+# --- generators ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_generator_is_deterministic_and_seeded(name: str) -> None:
+    gen = TASKS[name].generate
+    a, b = gen(6, random.Random(1), 64), gen(6, random.Random(1), 64)
+    c = gen(6, random.Random(2), 64)
+    assert [(e.question, e.answer, e.references) for e in a] == [
+        (e.question, e.answer, e.references) for e in b
+    ]
+    assert [_png(e.image) for e in a] == [_png(e.image) for e in b]
+    assert [_png(e.image) for e in a] != [_png(e.image) for e in c]
+
+
+def test_every_record_is_well_formed(examples: dict[str, list]) -> None:
+    for name, exs in examples.items():
+        assert len(exs) == N
+        for e in exs:
+            assert e.image.size == (64, 64) and e.image.mode == "RGB", name
+            assert "<image>" not in e.question and e.question.strip(), name
+            assert e.answer and e.answer in e.references, name
+            assert e.template and _strip_instruction(e.question), name
+            assert e.turns == [(e.question, e.answer)]
+
+
+def test_scienceqa_format(examples: dict[str, list]) -> None:
+    for e in examples["scienceqa"]:
+        lines = e.question.split("\n")
+        assert lines[-1] == OPTION_ANSWER
+        options = lines[1:-1]
+        assert 2 <= len(options) <= 5
+        assert [o[:3] for o in options] == [f"{vocab.LETTERS[i]}. " for i in range(len(options))]
+        assert len({o[3:] for o in options}) == len(options)  # no repeated option
+        assert e.answer in vocab.LETTERS[: len(options)]
+
+
+def test_grounding_boxes_parse_and_are_tight() -> None:
+    exs = TASKS["grounding"].generate(60, random.Random(3), 64)
+    for e in exs:
+        assert re.fullmatch(r"\[\d\.\d\d, \d\.\d\d, \d\.\d\d, \d\.\d\d\]", e.answer)
+        x1, y1, x2, y2 = json.loads(e.answer)
+        assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
+        assert e.question.startswith(
+            "Please provide the bounding box coordinate of the region this sentence describes: the "
+        )
+    # The box is the drawn object's: render each shape alone and measure its pixels.
+    for shape in vocab.SHAPES:
+        box = (0.2, 0.3, 0.6, 0.7)
+        canvas = scene.Canvas(64, (128, 128, 128))
+        canvas.shape(shape, (250, 0, 0), box)
+        img = canvas.image()
+        drawn = img.point(lambda v: 255 if v > 200 else 0).getchannel("R").getbbox()
+        assert drawn is not None
+        assert all(abs(d - b * 64) <= 1.5 for d, b in zip(drawn, box, strict=True)), shape
+
+
+def test_vqa_tasks_have_ten_mostly_agreeing_references(examples: dict[str, list]) -> None:
+    for name in ("textvqa", "vqav2"):
+        some_disagree = False
+        for e in examples[name]:
+            assert len(e.references) == 10
+            agree = sum(_vqa_norm(r) == _vqa_norm(e.answer) for r in e.references)
+            assert agree >= 7, (name, e.references)  # the right answer always scores 1.0
+            some_disagree |= agree < 10
+        assert some_disagree, name  # annotators are not all identical
+    for e in examples["vqav2"]:
+        if "How many" in e.question:
+            assert e.answer.isdigit()  # numbers as digits, as VQA normalises them
+
+
+def test_vizwiz_unanswerable_share_and_instruction(examples: dict[str, list]) -> None:
+    exs = examples["vizwiz"]
+    share = sum(e.answer == "unanswerable" for e in exs) / len(exs)
+    assert 0.2 <= share <= 0.3
+    for e in exs:
+        assert e.question.endswith(UNANSWERABLE_HINT + SHORT_ANSWER)
+    # Unanswerable photos differ from answerable ones: darker or blurrier on average is not
+    # required, but they must not be a constant picture.
+    bad = [_png(e.image) for e in exs if e.answer == "unanswerable"]
+    assert len(set(bad)) == len(bad)
+
+
+def test_imagenet_labels_cannot_be_gamed_by_contains(examples: dict[str, list]) -> None:
+    classes = vocab.IMAGENET_CLASSES
+    assert 10 <= len(classes) <= 16
+    for a, b in combinations(classes, 2):
+        assert a not in b and b not in a, (a, b)
+    assert {e.answer for e in examples["imagenet"]} == set(classes)
+
+
+def test_answer_vocabularies(examples: dict[str, list]) -> None:
+    words = set(vocab.COLOR_NAMES) | set(vocab.SHAPES)
+    gqa = words | {"yes", "no", "left", "right", "above", "below"}
+    assert {e.answer for e in examples["gqa"]} <= gqa
+    ocr = set(vocab.TITLE_WORDS) | set(vocab.AUTHOR_NAMES) | set(vocab.GENRES) | {"Yes", "No"}
+    assert {e.answer for e in examples["ocrvqa"]} <= ocr
+    assert {e.answer for e in examples["textvqa"]} <= set(vocab.SIGN_WORDS)
+    # The word lists of different reading tasks do not overlap (case-insensitive).
+    lists = [vocab.SIGN_WORDS, vocab.PRODUCT_WORDS, vocab.TITLE_WORDS, vocab.AUTHOR_NAMES]
+    for a, b in combinations(lists, 2):
+        assert not {w.lower() for w in a} & {w.lower() for w in b}
+
+
+def test_answer_distributions_are_not_degenerate(examples: dict[str, list]) -> None:
+    # Overall most common answer, and the most common answer within a question template (what
+    # a model that reads only the text could learn). Yes/no templates are balanced to 50 %.
+    overall_limit = {"scienceqa": 0.4, "vizwiz": 0.3}
+    for name, exs in examples.items():
+        top = Counter(e.answer for e in exs).most_common(1)[0][1] / len(exs)
+        assert top <= overall_limit.get(name, 0.3), (name, top)
+        per_template: dict[str, Counter] = defaultdict(Counter)
+        for e in exs:
+            per_template[e.template][e.answer] += 1
+        for template, counts in per_template.items():
+            share = counts.most_common(1)[0][1] / sum(counts.values())
+            binary = len(counts) == 2
+            assert share <= (0.56 if binary else 0.45), (name, template, counts)
+
+
+def test_tasks_are_distinct(examples: dict[str, list]) -> None:
+    for a, b in combinations(TASKS, 2):
+        assert not set(TASKS[a].templates) & set(TASKS[b].templates), (a, b)
+        qa = {_strip_instruction(e.question) for e in examples[a]}
+        qb = {_strip_instruction(e.question) for e in examples[b]}
+        assert not qa & qb, (a, b, qa & qb)
+        va, vb = {e.answer for e in examples[a]}, {e.answer for e in examples[b]}
+        assert va != vb and len(va & vb) / len(va | vb) < 0.7, (a, b)
+
+
+def test_digit_splits_are_disjoint() -> None:
+    for label in range(10):
+        train, test = scene.digit_indices(label, "train"), scene.digit_indices(label, "test")
+        assert train and test and not set(train) & set(test)
+
+
+# --- pre-training mixture ----------------------------------------------------------------------
+
+
+def test_pretraining_is_deterministic_and_seeded() -> None:
+    a, b = pretrain.pretrain_captions(5, seed=1), pretrain.pretrain_captions(5, seed=1)
+    assert [t for _, t in a] == [t for _, t in b]
+    assert [_png(i) for i, _ in a] == [_png(i) for i, _ in b]
+    c = pretrain.pretrain_captions(5, seed=2)
+    assert [_png(i) for i, _ in a] != [_png(i) for i, _ in c]
+    x, y = pretrain.pretrain_instructions(5, seed=1), pretrain.pretrain_instructions(5, seed=1)
+    assert [t for _, t in x] == [t for _, t in y]
+
+
+def test_pretraining_phrasings_are_disjoint_from_tasks(examples: dict[str, list]) -> None:
+    task_templates = {t for spec in TASKS.values() for t in spec.templates}
+    assert not set(pretrain.TEMPLATES.values()) & task_templates
+    convs = pretrain.pretrain_instructions(150, seed=3, image_size=64)
+    task_questions = {_strip_instruction(e.question) for exs in examples.values() for e in exs}
+    task_answers = {e.answer for exs in examples.values() for e in exs}
+    users = Counter()
+    for image, turns in convs:
+        assert image.size == (64, 64)
+        assert 1 <= len(turns) <= 3
+        for user, assistant in turns:
+            assert "<image>" not in user
+            assert user not in task_questions
+            users[user.split(" ")[0]] += 1
+            # Full sentences, never a task's bare answer.
+            assert assistant.endswith(".") and len(assistant.split()) >= 3, assistant
+            assert assistant not in task_answers
+    assert len(users) >= 8  # many kinds of instruction, not one
+    captions = pretrain.pretrain_captions(40, seed=3, image_size=64)
+    assert all(text and image.size == (64, 64) for image, text in captions)
+    # Mostly distinct (a digit or an unreadable photo has few possible descriptions).
+    assert len({text for _, text in captions}) >= 0.8 * len(captions)
+
+
+# --- the benchmark on disk ----------------------------------------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cm") / "coin-mini"
+    return coin_mini.generate_coin_mini(out, seed=5, train_size=6, test_size=4, progress=False)
+
+
+def test_generate_coin_mini_writes_the_format(written: Path) -> None:
+    meta = yaml.safe_load((written / "benchmark.yaml").read_text())
+    assert meta["name"] == "coin-mini"
+    assert [t["name"] for t in meta["tasks"]] == list(coin_mini.COIN_MINI_ORDER)
+    assert meta["orders"]["default"] == list(coin_mini.COIN_MINI_ORDER)
+    for t in meta["tasks"]:
+        assert set(t) == {
+            "name",
+            "metric",
+            "modality",
+            "train",
+            "test",
+            "media_root",
+            "description",
+        }
+        assert t["metric"] == coin_mini.TASK_METRICS[t["name"]]
+        root = written / t["media_root"]
+        train = json.loads((written / t["train"]).read_text())
+        test = [json.loads(line) for line in (written / t["test"]).read_text().splitlines()]
+        assert len(train) == 6 and len(test) == 4
+        for r in train:
+            assert set(r) == {"id", "image", "conversations"}
+            human, gpt = r["conversations"]
+            assert human["from"] == "human" and gpt["from"] == "gpt"
+            assert human["value"].startswith("<image>\n") and human["value"].count("<image>") == 1
+            assert gpt["value"]
+        for r in test:
+            assert set(r) == {"question_id", "image", "text", "answer", "answers"}
+            assert "<image>" not in r["text"] and r["answer"] in r["answers"]
+            if t["metric"] == "vqa":
+                assert len(r["answers"]) == 10
+        ids = [r["id"] for r in train] + [r["question_id"] for r in test]
+        assert len(set(ids)) == len(ids)
+        images = [r["image"] for r in train + test]
+        assert len(set(images)) == len(images)
+        contents = set()
+        for rel in images:
+            with Image.open(root / rel) as im:
+                assert im.size == (64, 64) and im.mode == "RGB"
+                contents.add(im.tobytes())
+        assert len(contents) == len(images)  # train and test pictures never coincide
+
+
+def test_generate_coin_mini_is_deterministic_and_order_independent(
+    written: Path, tmp_path: Path
+) -> None:
+    again = coin_mini.generate_coin_mini(
+        tmp_path / "a", seed=5, train_size=6, test_size=4, progress=False
+    )
+    assert _tree(again) == _tree(written)
+    one = coin_mini.generate_coin_mini(
+        tmp_path / "b", seed=5, order=["gqa"], train_size=6, test_size=4, progress=False
+    )
+    assert _tree(one / "gqa") == _tree(written / "gqa")
+    other = coin_mini.generate_coin_mini(
+        tmp_path / "c", seed=6, order=["gqa"], train_size=6, test_size=4, progress=False
+    )
+    assert _tree(other / "gqa") != _tree(written / "gqa")
+
+
+def test_generate_coin_mini_overwrites_only_its_own_folders(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    kw = {"order": ["ocrvqa"], "train_size": 2, "test_size": 1, "progress": False}
+    coin_mini.generate_coin_mini(out, seed=1, **kw)
+    coin_mini.generate_coin_mini(out, seed=2, **kw)  # an earlier coin-mini is replaced
+    assert json.loads((out / "coin-mini.json").read_text())["seed"] == 2
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a coin-mini folder"):
+        coin_mini.generate_coin_mini(foreign, **kw)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ValueError, match="task order"):
+        coin_mini.generate_coin_mini(tmp_path / "x", order=["gqa", "nope"], progress=False)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # temporary folders are cleaned up
+
+
+def test_corpus_covers_every_generated_word(examples: dict[str, list]) -> None:
+    corpus = coin_mini.corpus_text(seed=0)
+    known = set(re.findall(r"[A-Za-z]+|\d", "\n".join(corpus)))
+    texts = [t for exs in examples.values() for e in exs for t in (e.question, *e.references)]
+    for _, turns in pretrain.pretrain_instructions(60, seed=11):
+        texts += [t for turn in turns for t in turn]
+    texts += [t for _, t in pretrain.pretrain_captions(60, seed=11)]
+    missing = set(re.findall(r"[A-Za-z]+|\d", "\n".join(texts))) - known
+    assert not missing
