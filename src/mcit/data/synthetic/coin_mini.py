@@ -87,7 +87,7 @@ def _image_key(ex: Example) -> str:
 
 
 def _write_task(
-    root: Path, name: str, seed: int, sizes: dict[str, int], image_size: int, bar
+    root: Path, name: str, seed: int, sizes: dict[str, int], image_size: int, bar: tqdm
 ) -> None:
     """Generate and write one task's train and test splits under `root/name`."""
     folder = root / name

@@ -49,6 +49,7 @@ TEMPLATES: dict[str, str] = {
     "higher": "Is the {a} higher than the {b}?",
     "bigger": "Which is bigger, the {a} or the {b}?",
     "furthest": "Name the object furthest to the {side}.",
+    "highest": "Name the highest object.",
     "contains": "Does the picture contain {a_shape}?",
     "option_color": "Options: {options}. Which option matches the color of the {shape}?",
     "option_shape": "Options: {options}. Which option is the shape of the {color} object?",
@@ -76,6 +77,7 @@ ANSWERS: tuple[str, ...] = (
     "No, the {a} is lower than the {b}.",
     "The {a} is bigger.",
     "The {name} is furthest to the {side}.",
+    "The {name} is the highest object.",
     "Yes, I can see {a_shape}.",
     "No, I cannot see {a_shape}.",
     "Option ({letter}): {value}.",
@@ -132,11 +134,13 @@ class Picture:
 
 
 def _shapes(rng: random.Random) -> list[Obj] | None:
-    k = rng.randint(1, 5)
-    shapes = rng.sample(SHAPES, rng.randint(2, 6))
-    colors = rng.sample(COLOR_NAMES, rng.randint(2, 8))
+    """One to seven shapes from small pools, so shapes and colours repeat (for counting)."""
+    k = rng.randint(1, 7)
+    shapes = rng.sample(SHAPES, rng.randint(1, 6))
+    colors = rng.sample(COLOR_NAMES, rng.randint(1, 8))
     specs = [(rng.choice(shapes), rng.choice(colors)) for _ in range(k)]
-    return scatter(rng, specs, side_range=(0.16, 0.32) if k <= 3 else (0.12, 0.22), gap=0.03)
+    side = (0.16, 0.32) if k <= 3 else (0.12, 0.22) if k <= 5 else (0.11, 0.18)
+    return scatter(rng, specs, side_range=side, gap=0.03)
 
 
 def picture(rng: random.Random, image_size: int) -> Picture:
@@ -261,7 +265,9 @@ def _shape_turns(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
         out.append((t["shape_of"].format(color=o.color), f"The {o.color} object is {_a(o.shape)}."))
         listed, ans = _options(rng, o.shape, SHAPES)
         out.append((t["option_shape"].format(options=listed, color=o.color), ans))
-    s = rng.choice(SHAPES)
+    # Ask about a shape that is there more often than not (counting to 0 all the time teaches
+    # little).
+    s = rng.choice([o.shape for o in objs]) if rng.random() < 0.6 else rng.choice(SHAPES)
     n = sum(o.shape == s for o in objs)
     out.append(
         (t["count"].format(plural=PLURALS[s]), f"I count {n} {s if n == 1 else PLURALS[s]}.")
@@ -296,11 +302,14 @@ def _shape_turns(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
         if big is not None:
             out.append((t["bigger"].format(a=a.name, b=b.name), f"The {big.name} is bigger."))
     if len(objs) >= 2 and len(unique_name) == len(objs):
-        side = rng.choice(("left", "right", "top", "bottom"))
+        side = rng.choice(("left", "right"))
         o = extreme(objs, side)
         if o is not None:
             q = t["furthest"].format(side=side)
             out.append((q, f"The {o.name} is furthest to the {side}."))
+        o = extreme(objs, "top")
+        if o is not None:
+            out.append((t["highest"], f"The {o.name} is the highest object."))
     return out
 
 

@@ -172,7 +172,9 @@ class Canvas:
             self._box(box), fill=fill, outline=outline, width=max(1, round(width * self.px))
         )
 
-    def ellipse(self, box: Box, fill: RGB | None, outline: RGB | None = None, width=0.0) -> None:
+    def ellipse(
+        self, box: Box, fill: RGB | None, outline: RGB | None = None, width: float = 0.0
+    ) -> None:
         self.draw.ellipse(
             self._box(box), fill=fill, outline=outline, width=max(1, round(width * self.px))
         )
@@ -281,7 +283,8 @@ class Canvas:
             )
             self.ellipse(sub(0.32, 0.32, 0.42, 0.46), black)
             self.ellipse(sub(0.58, 0.32, 0.68, 0.46), black)
-            self.draw.arc(self._box(sub(0.3, 0.35, 0.7, 0.72)), 20, 160, fill=black, width=5)
+            mouth = self._box(sub(0.3, 0.35, 0.7, 0.72))
+            self.draw.arc(mouth, 20, 160, fill=black, width=max(1, round(0.05 * s * self.px)))
         elif kind == "heart":
             red = COLORS["red"]
             self.ellipse(sub(0.16, 0.22, 0.52, 0.58), red)

@@ -54,14 +54,13 @@ def _one(rng: random.Random, kind: str, n: int) -> tuple[list[Obj], list[str], i
         absent = [s for s in SHAPES if s not in present]
         right, wrong = rng.choice(present), rng.sample(absent, n - 1)
     else:
-        side = {"largest": "largest", "left": "left", "top": "top"}[kind]
 
-        def make() -> list[Obj] | None:
+        def make() -> list[Obj] | None:  # `kind` is also the side: largest, left or top
             objs = _scene_with(rng, n, rng.sample(COLOR_NAMES, n), list(SHAPES), True)
-            return objs if objs is not None and extreme(objs, side) is not None else None
+            return objs if objs is not None and extreme(objs, kind) is not None else None
 
         objs = retry(make, f"{kind} scene")
-        target = extreme(objs, side)
+        target = extreme(objs, kind)
         assert target is not None
         right, wrong = target.name, [o.name for o in objs if o is not target]
         rng.shuffle(wrong)
