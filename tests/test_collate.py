@@ -70,3 +70,26 @@ def test_image_features_land_in_the_slots(micro_backbone_dirs, tmp_path):
     slots = batch.input_ids == backbone.image_token_id
     assert torch.equal(plain[~slots], mixed[~slots])
     assert not torch.allclose(plain[slots], mixed[slots])
+
+
+def test_pixel_cache_is_bounded_by_bytes(micro_backbone_dirs, tmp_path):
+    from PIL import Image
+
+    llava_dir, clip_dir = micro_backbone_dirs
+    config = BackboneConfig(pixel_cache_mb=0)  # keep nothing beyond the batch being built
+    backbone = load_llava_dir(llava_dir, config, clip_dir=str(clip_dir), chat=ChatFormat(system=""))
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (64, 64), (i * 40, 0, 0)).save(path)
+        paths.append(str(path))
+    first = backbone.pixel_values(paths[:2])
+    assert len(backbone._pixel_cache) == 2
+    backbone.pixel_values(paths[2:])
+    assert list(backbone._pixel_cache) == paths[2:]  # the oldest went first
+    assert torch.equal(backbone.pixel_values(paths[:2]), first)  # reloaded, same values
+    unbounded = load_llava_dir(
+        llava_dir, BackboneConfig(), clip_dir=str(clip_dir), chat=ChatFormat(system="")
+    )
+    unbounded.pixel_values(paths)
+    assert len(unbounded._pixel_cache) == 5

@@ -75,18 +75,30 @@ def _cmd_data_generate(args: argparse.Namespace) -> int:
     kwargs = {}
     if args.size:
         train, _, test = args.size.partition(",")
+        if not train.isdigit() or (test and not test.isdigit()):
+            print(
+                f"mcit data generate: error: --size {args.size}: expected TRAIN[,TEST] counts",
+                file=sys.stderr,
+            )
+            return 2
         kwargs["train_size"] = int(train)
         if test:
             kwargs["test_size"] = int(test)
-    out = generate_coin_mini(Path(args.out), seed=args.seed, order=order, **kwargs)
+    try:
+        out = generate_coin_mini(Path(args.out), seed=args.seed, order=order, **kwargs)
+    except (ValueError, FileExistsError) as err:
+        print(f"mcit data generate: error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {out}")
     return 0
 
 
 def _cmd_data_validate(args: argparse.Namespace) -> int:
-    from mcit.data.benchmarks import validate_benchmark
+    from mcit.data.benchmarks import resolve_benchmark, validate_benchmark
+    from mcit.data.builtin import register_builtin_benchmarks
 
-    report = validate_benchmark(args.path)
+    register_builtin_benchmarks()
+    report = validate_benchmark(resolve_benchmark(args.path))
     print(report.format() if hasattr(report, "format") else report)
     return 0 if report.ok else 1
 
@@ -137,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default=None, help="TRAIN[,TEST] samples per task")
     p.set_defaults(func=_cmd_data_generate)
     p = dsub.add_parser("validate", help="check a benchmark folder and report every problem")
-    p.add_argument("path")
+    p.add_argument("path", help="a benchmark folder, its benchmark.yaml, or a registered name")
     p.set_defaults(func=_cmd_data_validate)
     p = dsub.add_parser("inspect", help="print a few samples of each task")
     p.add_argument("benchmark", nargs="?", default="coin-mini")
@@ -153,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     from mcit.models.backbone import BackboneError
 
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-file "Loading weights" bars drown the run's own
     try:
         return args.func(args)
     except (ConfigError, DataError, BackboneError) as err:

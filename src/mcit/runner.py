@@ -29,7 +29,7 @@ from mcit.data.builtin import register_builtin_benchmarks
 from mcit.data.collate import Collator
 from mcit.data.sample import Task
 from mcit.evaluation.evaluator import evaluate_task, write_jsonl_atomic
-from mcit.methods.base import ContinualMethod, build_method
+from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.models.backbone import load_backbone
 from mcit.train.checkpoint import (
     load_stage,
@@ -68,7 +68,7 @@ def joint_task(tasks: list[Task]) -> Task:
     if len(tasks) == 1:
         return tasks[0]
     return Task(
-        name="+".join(t.name for t in tasks),
+        name="+".join(t.name for t in tasks) if len(tasks) <= 3 else f"joint-{len(tasks)}-tasks",
         metric="mixed",
         train=[s for t in tasks for s in t.train],
         test=[s for t in tasks for s in t.test],
@@ -170,6 +170,7 @@ def run(
     `stop_after_stage` ends the process's work after that many stages (used to test resume).
     """
     started = time.time()
+    method_class(config.method.name, config.method.args)  # fail on a bad method before any work
     accelerator = make_accelerator(config)
     main = accelerator.is_main_process
     run_dir = Path(config.output_dir) / config.run_name

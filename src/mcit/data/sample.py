@@ -19,7 +19,9 @@ MODALITIES = ("image", "audio", "video")
 class DataError(ValueError):
     """Bad input data. The message always names the file, the record and the field."""
 
-    def __init__(self, path: str | Path, record: str | int | None, field_name: str | None, problem: str):
+    def __init__(
+        self, path: str | Path, record: str | int | None, field_name: str | None, problem: str
+    ):
         self.path = str(path)
         self.record = record
         self.field = field_name

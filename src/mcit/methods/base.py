@@ -161,16 +161,23 @@ def method_names() -> list[str]:
     return sorted(METHODS)
 
 
-def build_method(
-    name: str, backbone: Backbone, args: dict[str, Any] | None = None
-) -> ContinualMethod:
+def method_class(
+    name: str, args: dict[str, Any] | None = None
+) -> tuple[type[ContinualMethod], MethodArgs]:
+    """The registered class and its parsed args; raises ConfigError before anything heavy runs."""
     _import_builtin_methods()
     if name not in METHODS:
         raise ConfigError(
             f"method.name: unknown method '{name}'; known: {', '.join(sorted(METHODS))}"
         )
     cls = METHODS[name]
-    parsed = from_dict(cls.args_class, args or {}, where="method.args")
+    return cls, from_dict(cls.args_class, args or {}, where="method.args")
+
+
+def build_method(
+    name: str, backbone: Backbone, args: dict[str, Any] | None = None
+) -> ContinualMethod:
+    cls, parsed = method_class(name, args)
     return cls(backbone, parsed)
 
 

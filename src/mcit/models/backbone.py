@@ -11,6 +11,7 @@ from `input_ids`, never by comparing embeddings, so a learned vector that happen
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class BackboneConfig:
     chat: ChatFormat = field(default_factory=ChatFormat)
     max_length: int = 512
     tiny: dict[str, Any] = field(default_factory=dict)  # TinyConfig overrides (name = tiny)
+    pixel_cache_mb: int = 2048  # processed images kept in memory between epochs and stages
 
 
 class Backbone(nn.Module):
@@ -87,7 +89,8 @@ class Backbone(nn.Module):
         patches = (vision.image_size // vision.patch_size) ** 2
         keep_cls = model.config.vision_feature_select_strategy == "full"
         self.num_image_tokens = patches + (1 if keep_cls else 0)
-        self._pixel_cache: dict[str, torch.Tensor] = {}
+        self._pixel_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._pixel_cache_bytes = 0
 
     # ------------------------------------------------------------------ parts
     @property
@@ -121,7 +124,8 @@ class Backbone(nn.Module):
 
     # ------------------------------------------------------------------ media
     def pixel_values(self, paths: list[str]) -> torch.Tensor:
-        """Processed images for `paths`, cached in memory (the data are small and re-read often)."""
+        """Processed images for `paths`, cached in memory up to `pixel_cache_mb` (least recently
+        used first out): the tiny images of coin-mini all fit, 336-px CoIN images do not."""
         missing = [p for p in dict.fromkeys(paths) if p not in self._pixel_cache]
         if missing:
             images = []
@@ -131,7 +135,16 @@ class Backbone(nn.Module):
             out = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
             for path, px in zip(missing, out, strict=True):
                 self._pixel_cache[path] = px
-        return torch.stack([self._pixel_cache[p] for p in paths])
+                self._pixel_cache_bytes += px.numel() * px.element_size()
+        batch = []
+        for p in paths:
+            self._pixel_cache.move_to_end(p)
+            batch.append(self._pixel_cache[p])
+        budget = self.config.pixel_cache_mb * 2**20
+        while self._pixel_cache_bytes > budget and len(self._pixel_cache) > len(paths):
+            _, old = self._pixel_cache.popitem(last=False)
+            self._pixel_cache_bytes -= old.numel() * old.element_size()
+        return torch.stack(batch)
 
     def pixel_values_from_images(self, images: list[Image.Image]) -> torch.Tensor:
         return self.image_processor(

@@ -68,12 +68,12 @@ class TinyConfig:
     lm_heads: int = 4
     lm_intermediate: int = 768
     vocab_size: int = 2048
-    clip_samples: int = 12000
-    clip_steps: int = 600
+    clip_samples: int = 8000
+    clip_steps: int = 160
     clip_batch: int = 128
     clip_lr: float = 1e-3
-    llava_samples: int = 24000
-    llava_steps: int = 1500
+    llava_samples: int = 16000
+    llava_steps: int = 450
     llava_batch: int = 32
     llava_lr: float = 1e-3
     report_samples: int = 200
@@ -276,15 +276,15 @@ def _cosine_lr(optimizer, steps: int):
     )
 
 
-def _encode_texts(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids ending in EOS (CLIP pools at the first EOS under a causal mask)."""
-    rows = [
-        tokenizer(t, add_special_tokens=False)["input_ids"][: max_len - 1]
-        + [tokenizer.eos_token_id]
-        for t in texts
-    ]
+def _encode_texts(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
+    """Token ids ending in EOS (CLIP pools at the first EOS under a causal mask)."""
+    rows = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [r[: max_len - 1] + [tokenizer.eos_token_id] for r in rows]
+
+
+def _pad_right(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r)
@@ -304,11 +304,12 @@ def _train_clip(
     optimizer = torch.optim.AdamW(clip.parameters(), lr=config.clip_lr, weight_decay=0.05)
     scheduler = _cosine_lr(optimizer, config.clip_steps)
     generator = torch.Generator().manual_seed(config.seed)
+    encoded = _encode_texts(tokenizer, texts, 77)  # once, not every step
     bar = tqdm(range(config.clip_steps), desc="pretrain CLIP", disable=not progress, mininterval=2)
     loss_value = math.nan
     for _ in bar:
         idx = torch.randint(len(texts), (config.clip_batch,), generator=generator)
-        ids, mask = _encode_texts(tokenizer, [texts[i] for i in idx.tolist()], 77)
+        ids, mask = _pad_right([encoded[i] for i in idx.tolist()], tokenizer.pad_token_id)
         out = clip(
             input_ids=ids, attention_mask=mask, pixel_values=pixels[idx].float(), return_loss=True
         )
@@ -327,6 +328,23 @@ def _train_clip(
     return loss_value
 
 
+def _memory_samples(
+    turn_lists: list[list[tuple[str, str]]], prefix: str, metric: str = "exact", offset: int = 0
+) -> list[Sample]:
+    """Samples whose images live in memory, addressed `mem:<index>` (see `_MemoryImages`)."""
+    return [
+        Sample(
+            id=f"{prefix}-{i}",
+            task=prefix,
+            turns=turns,
+            references=[turns[-1][1]],
+            metric=metric,
+            media={"image": f"mem:{offset + i}"},
+        )
+        for i, turns in enumerate(turn_lists)
+    ]
+
+
 class _MemoryImages:
     """Stands in for a backbone's pixel cache: in-memory images addressed as `mem:<index>`."""
 
@@ -335,6 +353,20 @@ class _MemoryImages:
 
     def __call__(self, paths: list[str]) -> torch.Tensor:
         return torch.stack([self.pixels[int(p[4:])] for p in paths]).float()
+
+
+def _length_buckets(
+    lengths: list[int], batch_size: int, generator: torch.Generator, group: int = 8
+):
+    """Endless batches of similar length: draw `group` batches' worth of random samples, sort
+    them by length, cut into batches, and yield those in random order. The generic mixture
+    mixes one- and three-turn samples, and padding to the longest cost 2x (measured)."""
+    while True:
+        pool = torch.randint(len(lengths), (batch_size * group,), generator=generator).tolist()
+        pool.sort(key=lambda i: lengths[i])
+        chunks = [pool[k : k + batch_size] for k in range(0, len(pool), batch_size)]
+        for j in torch.randperm(len(chunks), generator=generator).tolist():
+            yield chunks[j]
 
 
 def _train_llava(llava, tokenizer, processor, records, config: TinyConfig, progress: bool) -> float:
@@ -346,17 +378,7 @@ def _train_llava(llava, tokenizer, processor, records, config: TinyConfig, progr
         llava, tokenizer, processor, BackboneConfig(name="tiny", chat=chat), clip_path=None
     )
     backbone.pixel_values = _MemoryImages(_images_to_tensor([im for im, _ in records], processor))  # type: ignore[method-assign]
-    samples = [
-        Sample(
-            id=f"pre-{i}",
-            task="pretrain",
-            turns=turns,
-            references=[turns[-1][1]],
-            metric="exact",
-            media={"image": f"mem:{i}"},
-        )
-        for i, (_, turns) in enumerate(records)
-    ]
+    samples = _memory_samples([turns for _, turns in records], "pretrain")
     collate = Collator(backbone)
     llava.train()
     for p in llava.parameters():
@@ -364,13 +386,14 @@ def _train_llava(llava, tokenizer, processor, records, config: TinyConfig, progr
     optimizer = torch.optim.AdamW(llava.parameters(), lr=config.llava_lr, weight_decay=0.0)
     scheduler = _cosine_lr(optimizer, config.llava_steps)
     generator = torch.Generator().manual_seed(config.seed + 7)
+    lengths = [sum(len(u) + len(a) for u, a in s.turns) for s in samples]
+    batches = _length_buckets(lengths, config.llava_batch, generator)
     bar = tqdm(
         range(config.llava_steps), desc="pretrain LLaVA", disable=not progress, mininterval=2
     )
     loss_value = math.nan
     for _ in bar:
-        idx = torch.randint(len(samples), (config.llava_batch,), generator=generator).tolist()
-        batch = collate([samples[i] for i in idx])
+        batch = collate([samples[i] for i in next(batches)])
         embeds = backbone.embed(batch.input_ids, batch.pixel_values)
         loss = backbone.lm_loss(backbone.logits(embeds, batch.attention_mask), batch.labels)
         loss.backward()
@@ -409,28 +432,10 @@ def evaluate_base(
     held_seed = config.seed + 10_000
     records = pretrain_instructions(n, seed=held_seed, image_size=config.image_size)
     captions = pretrain_captions(n, seed=held_seed + 1, image_size=config.image_size)
-    qa = [
-        Sample(
-            id=f"held-{i}",
-            task="held-out",
-            turns=turns,
-            references=[turns[-1][1]],
-            metric="exact",
-            media={"image": f"mem:{i}"},
-        )
-        for i, (_, turns) in enumerate(records)
-    ]
-    cap = [
-        Sample(
-            id=f"cap-{i}",
-            task="held-out",
-            turns=[(CAPTION_INSTRUCTION, text)],
-            references=[text],
-            metric="cider",
-            media={"image": f"mem:{n + i}"},
-        )
-        for i, (_, text) in enumerate(captions)
-    ]
+    qa = _memory_samples([turns for _, turns in records], "held-out")
+    cap = _memory_samples(
+        [[(CAPTION_INSTRUCTION, text)] for _, text in captions], "held-out", "cider", offset=n
+    )
     backbone.pixel_values = _MemoryImages(
         _images_to_tensor([im for im, _ in records] + [im for im, _ in captions], processor)
     )  # type: ignore[method-assign]
