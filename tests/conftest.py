@@ -75,7 +75,7 @@ def micro_overrides(
         "train.max_steps_per_task=3",
         "train.lr=0.001",
         "eval.batch_size=4",
-        "eval.max_new_tokens=6",
+        "eval.max_new_tokens=24",
         f"model.backbone.tiny={MICRO_TINY}",
     ]
     overrides += [f"{k}={v}" for k, v in extra.items()]

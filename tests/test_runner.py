@@ -128,3 +128,30 @@ def test_evaluation_does_not_depend_on_batch_size(micro_backbone_dirs, micro_ben
         method, samples, collate, type(config.eval)(batch_size=7, max_new_tokens=8), progress=False
     )
     assert one == many
+
+
+def test_resume_with_a_missing_checkpoint_is_a_clear_error(
+    micro_backbone_dirs, micro_benchmark, tmp_path
+):
+    _, run_dir = _run(micro_benchmark, tmp_path, stop=1)
+    (run_dir / "stage_1" / "method.safetensors").unlink()
+    with pytest.raises(ConfigError, match="stage_1: results.json records 1 finished"):
+        _run(micro_benchmark, tmp_path)
+
+
+def test_too_short_generation_budget_is_warned(micro_backbone_dirs, micro_benchmark, tmp_path):
+    from mcit.evaluation.evaluator import check_answer_budget
+    from mcit.models.backbone import load_backbone
+    from mcit.runner import load_stream
+
+    config = load_config(None, micro_overrides(micro_benchmark, tmp_path))
+    grounding = next(t for t in load_stream(config) if t.name == "grounding")
+    tokenizer = load_backbone(config.model.backbone).tokenizer
+    with pytest.warns(UserWarning, match="task grounding: its longest reference takes"):
+        longest = check_answer_budget(grounding, tokenizer, 6)
+    assert longest > 6
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_answer_budget(grounding, tokenizer, longest)

@@ -49,7 +49,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     batch_size: int = 32
-    max_new_tokens: int = 16
+    max_new_tokens: int = 24  # a normalised box is ~17 tokens with the tiny tokenizer
     all_tasks: bool = False  # also evaluate tasks not yet learned (forward transfer)
 
 

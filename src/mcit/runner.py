@@ -209,7 +209,13 @@ def run(
         # Rebuild what the finished stages created, then restore their saved state.
         for s in range(done):
             method.begin_task(s, joint_task(plan[s]))
-        tensors, extra = load_stage(run_dir / f"stage_{done}")
+        last = run_dir / f"stage_{done}"
+        if not stage_complete(last):
+            raise ConfigError(
+                f"{last}: results.json records {done} finished stage(s) but this checkpoint is "
+                f"missing or incomplete; delete {run_dir} to start the run again"
+            )
+        tensors, extra = load_stage(last)
         method.load_method_state(tensors)
         method.load_extra_state(extra)
         if main and done < len(plan):
@@ -291,14 +297,3 @@ def _read_json(path: Path) -> dict:
         raise ConfigError(
             f"{path}: corrupt results file ({err}); delete it to start the run again"
         ) from err
-
-
-def completed_stages(run_dir: Path) -> int:
-    path = run_dir / "results.json"
-    if not path.is_file():
-        return 0
-    return sum(
-        1
-        for i in range(len(_read_json(path)["matrix"]))
-        if stage_complete(run_dir / f"stage_{i + 1}")
-    )

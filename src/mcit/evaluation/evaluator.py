@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,26 @@ def predict(
     return predictions
 
 
+def check_answer_budget(task: Task, tokenizer, max_new_tokens: int) -> int:
+    """Warn when a reference answer needs more new tokens than generation may produce: such a
+    sample can never be scored right, whatever the method (a box is ~17 tokens here)."""
+    longest = max(
+        (
+            len(tokenizer(r, add_special_tokens=False)["input_ids"]) + 1
+            for s in task.test
+            for r in s.references
+        ),
+        default=0,
+    )
+    if longest > max_new_tokens:
+        warnings.warn(
+            f"task {task.name}: its longest reference takes {longest} tokens (with EOS) but "
+            f"eval.max_new_tokens is {max_new_tokens}; raise it or those answers are cut off",
+            stacklevel=2,
+        )
+    return longest
+
+
 def evaluate_task(
     method: ContinualMethod,
     task: Task,
@@ -67,6 +88,7 @@ def evaluate_task(
     progress: bool = True,
 ) -> TaskEvaluation:
     started = time.time()
+    check_answer_budget(task, collate.tokenizer, config.max_new_tokens)
     rank, world = accelerator.process_index, accelerator.num_processes
     mine = list(range(rank, len(task.test), world))
     local = predict(

@@ -146,11 +146,6 @@ class Backbone(nn.Module):
             self._pixel_cache_bytes -= old.numel() * old.element_size()
         return torch.stack(batch)
 
-    def pixel_values_from_images(self, images: list[Image.Image]) -> torch.Tensor:
-        return self.image_processor(
-            images=[im.convert("RGB") for im in images], return_tensors="pt"
-        )["pixel_values"]
-
     # ------------------------------------------------------------------ forward
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
         """Token embeddings with the projected vision features written into the image slots."""
