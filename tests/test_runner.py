@@ -102,7 +102,7 @@ def test_lora_trains_only_lora_and_finetune_leaves_vision_alone(
 def test_zero_shot_and_multitask_are_single_stage(micro_backbone_dirs, micro_benchmark, tmp_path):
     zero, _ = _run(micro_benchmark, tmp_path, "zero-shot")
     assert len(zero["matrix"]) == 1 and None not in zero["matrix"][0]
-    assert zero["stages"][0]["train_steps"] == 0
+    assert zero["stages"][0]["train_steps"] == 0 and zero["stages"][0]["name"] == "no training"
     joint, _ = _run(micro_benchmark, tmp_path, "multitask")
     assert len(joint["matrix"]) == 1 and None not in joint["matrix"][0]
     assert joint["stages"][0]["name"] == "scienceqa+gqa+grounding"

@@ -260,7 +260,7 @@ def run(
                 )
         stage_info = {
             "stage": s + 1,
-            "name": task.name,
+            "name": task.name if method.trains else "no training",
             "tasks": [t.name for t in stage_tasks],
             "train_steps": stats.steps if stats else 0,
             "train_samples_seen": stats.samples_seen if stats else 0,
