@@ -99,7 +99,7 @@ def _cmd_data_validate(args: argparse.Namespace) -> int:
 
     register_builtin_benchmarks()
     report = validate_benchmark(resolve_benchmark(args.path))
-    print(report.format() if hasattr(report, "format") else report)
+    print(report.format())
     return 0 if report.ok else 1
 
 

@@ -28,7 +28,7 @@ from mcit.data.benchmarks import load_benchmark_spec, load_tasks, resolve_benchm
 from mcit.data.builtin import register_builtin_benchmarks
 from mcit.data.collate import Collator
 from mcit.data.sample import Task
-from mcit.evaluation.evaluator import evaluate_task, write_jsonl_atomic
+from mcit.evaluation.evaluator import check_answer_budget, evaluate_task, write_jsonl_atomic
 from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.models.backbone import load_backbone
 from mcit.train.checkpoint import (
@@ -185,6 +185,8 @@ def run(
     method = build_method(config.method.name, backbone, config.method.args)
     method.to(accelerator.device)
     collate = Collator(backbone)
+    for task in tasks:  # once per run: the answers do not change between stages
+        check_answer_budget(task, backbone.tokenizer, config.eval.max_new_tokens)
     plan = method.stage_plan(tasks)
     names = [t.name for t in tasks]
 

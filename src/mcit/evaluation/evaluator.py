@@ -88,7 +88,6 @@ def evaluate_task(
     progress: bool = True,
 ) -> TaskEvaluation:
     started = time.time()
-    check_answer_budget(task, collate.tokenizer, config.max_new_tokens)
     rank, world = accelerator.process_index, accelerator.num_processes
     mine = list(range(rank, len(task.test), world))
     local = predict(
