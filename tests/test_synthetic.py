@@ -316,3 +316,37 @@ def test_corpus_covers_every_generated_word(examples: dict[str, list]) -> None:
     texts += [t for _, t in pretrain.pretrain_captions(60, seed=11)]
     missing = set(re.findall(r"[A-Za-z]+|\d", "\n".join(texts))) - known
     assert not missing
+
+
+def test_skill_probe_asks_every_skill_equally_with_its_own_template() -> None:
+    probe = pretrain.skill_probe(3, seed=5)
+    counts = Counter(skill for skill, *_ in probe)
+    assert counts == {skill: 3 for skill in [*pretrain.TEMPLATES, "photo_read"]}
+    for skill, image, user, answer in probe:
+        assert image.size == (64, 64) and answer.endswith(".")
+        template = pretrain.TEMPLATES["read" if skill == "photo_read" else skill]
+        pattern = re.sub(r"\\\{\w+\\\}", ".+", re.escape(template))
+        assert re.fullmatch(pattern, user), (skill, user)
+
+
+def test_mixture_weights_hard_skills_up() -> None:
+    """Reading is asked far more often than a uniform pick over a picture's turns would."""
+    rng = random.Random(0)
+    weighted, uniform = Counter(), Counter()
+    for _ in range(600):
+        p = pretrain.picture(rng, 64)
+        turns = pretrain.turns_for(p, rng)
+        weighted.update(skill for skill, _, _ in pretrain._weighted_pick(rng, turns, 1))
+        uniform.update(skill for skill, _, _ in rng.sample(turns, 1))
+    assert weighted["read"] > 2 * uniform["read"]
+    assert weighted["digit"] > uniform["digit"]
+
+
+def test_caption_views_are_true_short_facts_of_the_picture() -> None:
+    for image, views in pretrain.pretrain_caption_views(40, seed=2):
+        assert image.size == (64, 64)
+        full, *short = views
+        assert short and all(len(v) <= len(full) for v in short)
+        for view in short:
+            if view.startswith("a sign that says "):
+                assert full.startswith(view)

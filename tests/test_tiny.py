@@ -2,9 +2,11 @@
 
 import json
 
+import pytest
 from conftest import MICRO_TINY
 from transformers import CLIPModel, LlavaForConditionalGeneration
 
+from mcit.data.synthetic import pretrain
 from mcit.models.tiny import TinyConfig, ensure_tiny_backbone, tiny_dir
 
 
@@ -27,8 +29,13 @@ def test_cache_is_keyed_by_config_and_reused(micro_backbone_dirs, cache_dir):
     report = json.loads((root / "pretrain_report.json").read_text())
     assert report["config"]["lm_hidden"] == MICRO_TINY["lm_hidden"]
     held = report["held_out"]
-    assert 0.0 <= held["instructions_exact"] <= 100.0 and held["captions_cider"] >= 0.0
-    assert len(held["instructions_exact_examples"]) == 4
+    skills = held["skills_exact"]
+    # Every skill of the mixture is probed, each a share in [0, 100], and the mean is theirs.
+    assert set(skills) == {*pretrain.TEMPLATES, "photo_read"}
+    assert all(0.0 <= v <= 100.0 for v in skills.values())
+    assert held["skills_mean"] == pytest.approx(sum(skills.values()) / len(skills), abs=0.01)
+    assert 0.0 <= held["where_iou50"] <= 100.0 and held["captions_cider"] >= 0.0
+    assert {e["skill"] for e in held["examples"]} >= {"caption"}
     stamp = (root / "DONE").stat().st_mtime_ns
     assert ensure_tiny_backbone(config, progress=False) == micro_backbone_dirs
     assert (root / "DONE").stat().st_mtime_ns == stamp  # reused, not rebuilt

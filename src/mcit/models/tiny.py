@@ -76,7 +76,7 @@ class TinyConfig:
     llava_steps: int = 450
     llava_batch: int = 32
     llava_lr: float = 1e-3
-    report_samples: int = 200
+    report_samples: int = 40  # held-out questions per skill (and 4x as many captions)
 
     def key(self) -> str:
         from mcit.data.builtin import source_hash
@@ -208,7 +208,7 @@ def _seed_all(seed: int) -> None:
 def pretrain_tiny(config: TinyConfig, out: Path, progress: bool = True) -> None:
     """Build the tokenizer, pre-train CLIP, then LLaVA, and save both under `out` atomically."""
     from mcit.data.synthetic.coin_mini import corpus_text
-    from mcit.data.synthetic.pretrain import pretrain_captions, pretrain_instructions
+    from mcit.data.synthetic.pretrain import pretrain_caption_views, pretrain_instructions
 
     started = time.time()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -223,13 +223,13 @@ def pretrain_tiny(config: TinyConfig, out: Path, progress: bool = True) -> None:
     processor = _image_processor(config)
 
     # Stage 1: CLIP, contrastive on (image, caption) pairs.
-    captions = pretrain_captions(
+    captions = pretrain_caption_views(
         config.clip_samples, seed=config.seed + 1, image_size=config.image_size
     )
     clip = CLIPModel(_clip_config(config, tokenizer))
     clip_pixels = _images_to_tensor([im for im, _ in captions], processor)
-    clip_texts = [text for _, text in captions]
-    clip_loss = _train_clip(clip, tokenizer, clip_pixels, clip_texts, config, progress)
+    clip_views = [views for _, views in captions]
+    clip_loss = _train_clip(clip, tokenizer, clip_pixels, clip_views, config, progress)
     clip_dir = tmp / "clip"
     clip.save_pretrained(clip_dir)
     tokenizer.save_pretrained(clip_dir)
@@ -244,9 +244,10 @@ def pretrain_tiny(config: TinyConfig, out: Path, progress: bool = True) -> None:
     records = pretrain_instructions(
         config.llava_samples, seed=config.seed + 2, image_size=config.image_size
     )
-    # LLaVA's alignment data: the same captions, asked for as a description.
+    # LLaVA's alignment data: the same pictures' full captions, asked for as a description.
     records += [
-        (im, [(CAPTION_INSTRUCTION, text)]) for im, text in captions[: config.llava_samples // 4]
+        (im, [(CAPTION_INSTRUCTION, views[0])])
+        for im, views in captions[: config.llava_samples // 4]
     ]
     llava_loss = _train_llava(llava, tokenizer, processor, records, config, progress)
     llava_dir = tmp / "llava"
@@ -296,20 +297,25 @@ def _train_clip(
     clip: CLIPModel,
     tokenizer,
     pixels: torch.Tensor,
-    texts: list[str],
+    views: list[list[str]],
     config: TinyConfig,
     progress: bool,
 ) -> float:
+    """Contrastive training; each step pairs every sampled image with one of its caption views,
+    drawn at random."""
     clip.train()
     optimizer = torch.optim.AdamW(clip.parameters(), lr=config.clip_lr, weight_decay=0.05)
     scheduler = _cosine_lr(optimizer, config.clip_steps)
     generator = torch.Generator().manual_seed(config.seed)
-    encoded = _encode_texts(tokenizer, texts, 77)  # once, not every step
+    # Encoded once, not every step.
+    encoded = [_encode_texts(tokenizer, texts, 77) for texts in views]
     bar = tqdm(range(config.clip_steps), desc="pretrain CLIP", disable=not progress, mininterval=2)
     loss_value = math.nan
     for _ in bar:
-        idx = torch.randint(len(texts), (config.clip_batch,), generator=generator)
-        ids, mask = _pad_right([encoded[i] for i in idx.tolist()], tokenizer.pad_token_id)
+        idx = torch.randint(len(views), (config.clip_batch,), generator=generator)
+        picks = torch.randint(1 << 30, (config.clip_batch,), generator=generator).tolist()
+        rows = [encoded[i][p % len(encoded[i])] for i, p in zip(idx.tolist(), picks, strict=True)]
+        ids, mask = _pad_right(rows, tokenizer.pad_token_id)
         out = clip(
             input_ids=ids, attention_mask=mask, pixel_values=pixels[idx].float(), return_loss=True
         )
@@ -415,47 +421,72 @@ def evaluate_base(
 ) -> dict:
     """How well the pre-trained base answers and describes images it has never seen.
 
-    Fresh images from a seed no training used: exact match of its full-sentence answers on the
-    generic instruction formats, and CIDEr of its captions ("Describe the picture.") against the
-    generator's caption.
+    Fresh images from a seed no training used, skill by skill: exact match of its full-sentence
+    answers to `report_samples` questions per skill of the generic mixture (and, for "where",
+    the share of boxes with IoU > 0.5), and CIDEr of its captions ("Describe the picture.")
+    against the generator's caption.
     """
     from mcit.data.collate import Collator
-    from mcit.data.synthetic.pretrain import pretrain_captions, pretrain_instructions
+    from mcit.data.synthetic.pretrain import pretrain_captions, skill_probe
     from mcit.evaluation.scorers import score_predictions
     from mcit.models.backbone import BackboneConfig, ChatFormat, load_llava_dir
 
     backbone = load_llava_dir(
         llava_dir, BackboneConfig(name="tiny"), clip_dir=str(clip_dir), chat=ChatFormat(system="")
     )
-    processor = backbone.image_processor
     n = config.report_samples
     held_seed = config.seed + 10_000
-    records = pretrain_instructions(n, seed=held_seed, image_size=config.image_size)
-    captions = pretrain_captions(n, seed=held_seed + 1, image_size=config.image_size)
-    qa = _memory_samples([turns for _, turns in records], "held-out")
+    probe = skill_probe(n, seed=held_seed, image_size=config.image_size)
+    captions = pretrain_captions(4 * n, seed=held_seed + 1, image_size=config.image_size)
+    qa = _memory_samples([[(user, answer)] for _, _, user, answer in probe], "held-out")
     cap = _memory_samples(
-        [[(CAPTION_INSTRUCTION, text)] for _, text in captions], "held-out", "cider", offset=n
+        [[(CAPTION_INSTRUCTION, text)] for _, text in captions],
+        "held-out",
+        "cider",
+        offset=len(probe),
     )
     backbone.pixel_values = _MemoryImages(
-        _images_to_tensor([im for im, _ in records] + [im for im, _ in captions], processor)
+        _images_to_tensor(
+            [im for _, im, _, _ in probe] + [im for im, _ in captions], backbone.image_processor
+        )
     )  # type: ignore[method-assign]
     collate = Collator(backbone)
-    results = {}
-    for name, samples, metric in (
-        ("instructions_exact", qa, "exact"),
-        ("captions_cider", cap, "cider"),
-    ):
-        predictions = []
+
+    def predict(samples: list[Sample], name: str) -> list[str]:
+        out = []
         for start in tqdm(
             range(0, len(samples), 50), desc=f"held-out {name}", disable=not progress, mininterval=2
         ):
             batch = collate(samples[start : start + 50], with_answer=False)
             embeds = backbone.embed(batch.input_ids, batch.pixel_values)
-            predictions += backbone.generate(embeds, batch.attention_mask, max_new_tokens=40)
-        scores = score_predictions(metric, predictions, [s.references for s in samples])
-        results[name] = round(100 * sum(scores) / len(scores), 2)
-        results[f"{name}_examples"] = [
-            {"question": s.instruction, "prediction": p, "reference": s.references[0]}
-            for s, p in list(zip(samples, predictions, strict=True))[:5]
+            out += backbone.generate(embeds, batch.attention_mask, max_new_tokens=48)
+        return out
+
+    answers = predict(qa, "skills")
+    exact = score_predictions("exact", answers, [s.references for s in qa])
+    skills: dict[str, list[float]] = {}
+    for (skill, *_), score in zip(probe, exact, strict=True):
+        skills.setdefault(skill, []).append(score)
+    where = [
+        (p, s.references)
+        for (skill, *_), p, s in zip(probe, answers, qa, strict=True)
+        if skill == "where"
+    ]
+    iou = score_predictions("iou", [p for p, _ in where], [r for _, r in where]) if where else []
+    captions_pred = predict(cap, "captions")
+    cider = score_predictions("cider", captions_pred, [s.references for s in cap])
+    per_skill = {k: round(100 * sum(v) / len(v), 1) for k, v in sorted(skills.items())}
+    return {
+        "skills_exact": per_skill,
+        "skills_mean": round(sum(per_skill.values()) / len(per_skill), 2),
+        "where_iou50": round(100 * sum(iou) / len(iou), 1) if iou else None,
+        "captions_cider": round(100 * sum(cider) / len(cider), 2),
+        "examples": [
+            {"skill": skill, "question": user, "prediction": p, "reference": answer}
+            for (skill, _, user, answer), p in list(zip(probe, answers, strict=True))[::n][:24]
         ]
-    return results
+        + [
+            {"skill": "caption", "prediction": p, "reference": s.references[0]}
+            for s, p in list(zip(cap, captions_pred, strict=True))[:3]
+        ],
+    }

@@ -111,7 +111,10 @@ ICON_NAMES = {
     "sun": "sun",
     "question": "question mark",
 }
-KINDS = ("shapes", "shapes", "shapes", "sign", "digit", "drawing", "cover", "photo")
+SkillTurn = tuple[str, str, str]  # (skill: a TEMPLATES key, user, assistant)
+# Signs twice as often as the other kinds: reading is the slowest skill to learn, and sign scenes
+# carry shapes too.
+KINDS = ("shapes", "shapes", "sign", "sign", "digit", "drawing", "cover", "photo")
 
 
 def derive_seed(*parts: object) -> int:
@@ -231,6 +234,45 @@ def caption(p: Picture) -> str:
     return ", ".join(parts)
 
 
+def caption_views(p: Picture, rng: random.Random) -> list[str]:
+    """Short captions that each state a few facts of the picture, and the full caption.
+
+    A contrastive step matches every image against the other captions of its batch; a short
+    caption that names the word on a sign, or the colours and shapes, makes that one fact decide
+    the match, so the vision tower learns it sooner than from one long caption where it is a
+    detail. The text tower's cost also grows with caption length. [spec]
+    """
+    views = [caption(p)]
+    if p.word is not None:
+        views += [f"a sign that says {p.word}"] * 3
+    if p.objs:
+        named = [f"{_a(o.color)} {o.shape}" for o in p.objs]
+        views.append(", ".join(named))
+        views.append(_count(len(p.objs), "shape", "shapes"))
+        o = rng.choice(p.objs)
+        views.append(f"{_a(o.color)} {o.shape} {_place(o)}")
+    if p.digit is not None:
+        views += [f"a handwritten {p.digit}"] * 2
+    if p.drawing is not None:
+        views += [f"a drawing of {_a(p.drawing)}"] * 2
+    if p.cover is not None:
+        title, author, genre, color = p.cover
+        views += [
+            f"a book titled {title}",
+            f"a book by {author}",
+            f"{_a(color)} book cover with {_a(ICON_NAMES[GENRE_ICONS[genre]])}",
+        ]
+    if p.photo is not None:
+        what, content, failure = p.photo
+        if failure is None:
+            views.append(
+                f"{_a(content)} object" if what == "color" else f"a label that says {content}"
+            )
+        else:
+            views.append(f"a bad photo, {PROBLEMS[failure]}")
+    return views
+
+
 # --- instructions --------------------------------------------------------------------------------
 
 
@@ -249,37 +291,51 @@ def _options(rng: random.Random, right: str, pool: tuple[str, ...]) -> tuple[str
     return listed, f"Option ({letters[idx]}): {right}."
 
 
-def _shape_turns(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
+def _shape_turns(objs: list[Obj], rng: random.Random) -> list[SkillTurn]:
     t = TEMPLATES
-    out = []
+    out: list[SkillTurn] = []
     unique_shape = [o for o in objs if sum(x.shape == o.shape for x in objs) == 1]
     unique_color = [o for o in objs if sum(x.color == o.color for x in objs) == 1]
     unique_name = [o for o in objs if sum(x.name == o.name for x in objs) == 1]
     if unique_shape:
         o = rng.choice(unique_shape)
-        out.append((t["color_of"].format(shape=o.shape), f"The {o.shape} is {o.color}."))
+        out.append(
+            ("color_of", t["color_of"].format(shape=o.shape), f"The {o.shape} is {o.color}.")
+        )
         listed, ans = _options(rng, o.color, COLOR_NAMES)
-        out.append((t["option_color"].format(options=listed, shape=o.shape), ans))
+        out.append(("option_color", t["option_color"].format(options=listed, shape=o.shape), ans))
     if unique_color:
         o = rng.choice(unique_color)
-        out.append((t["shape_of"].format(color=o.color), f"The {o.color} object is {_a(o.shape)}."))
+        out.append(
+            (
+                "shape_of",
+                t["shape_of"].format(color=o.color),
+                f"The {o.color} object is {_a(o.shape)}.",
+            )
+        )
         listed, ans = _options(rng, o.shape, SHAPES)
-        out.append((t["option_shape"].format(options=listed, color=o.color), ans))
+        out.append(("option_shape", t["option_shape"].format(options=listed, color=o.color), ans))
     # Ask about a shape that is there more often than not (counting to 0 all the time teaches
     # little).
     s = rng.choice([o.shape for o in objs]) if rng.random() < 0.6 else rng.choice(SHAPES)
     n = sum(o.shape == s for o in objs)
     out.append(
-        (t["count"].format(plural=PLURALS[s]), f"I count {n} {s if n == 1 else PLURALS[s]}.")
+        (
+            "count",
+            t["count"].format(plural=PLURALS[s]),
+            f"I count {n} {s if n == 1 else PLURALS[s]}.",
+        )
     )
     n = len(objs)
-    out.append((t["count_all"], f"I count {n} {'shape' if n == 1 else 'shapes'} in total."))
+    out.append(
+        ("count_all", t["count_all"], f"I count {n} {'shape' if n == 1 else 'shapes'} in total.")
+    )
     present = s in {o.shape for o in objs}
     yes, no = f"Yes, I can see {_a(s)}.", f"No, I cannot see {_a(s)}."
-    out.append((t["contains"].format(a_shape=_a(s)), yes if present else no))
+    out.append(("contains", t["contains"].format(a_shape=_a(s)), yes if present else no))
     if unique_name:
         o = rng.choice(unique_name)
-        out.append((t["where"].format(name=o.name), f"The {o.name} spans {_box(o)}."))
+        out.append(("where", t["where"].format(name=o.name), f"The {o.name} spans {_box(o)}."))
     if len(unique_name) >= 2:
         a, b = rng.sample(unique_name, 2)
         r = relation(a, b, "left")
@@ -289,7 +345,7 @@ def _shape_turns(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
                 if r
                 else f"No, the {a.name} is right of the {b.name}."
             )
-            out.append((t["left_of"].format(a=a.name, b=b.name), ans))
+            out.append(("left_of", t["left_of"].format(a=a.name, b=b.name), ans))
         r = relation(a, b, "above")
         if r is not None:
             ans = (
@@ -297,57 +353,56 @@ def _shape_turns(objs: list[Obj], rng: random.Random) -> list[tuple[str, str]]:
                 if r
                 else f"No, the {a.name} is lower than the {b.name}."
             )
-            out.append((t["higher"].format(a=a.name, b=b.name), ans))
+            out.append(("higher", t["higher"].format(a=a.name, b=b.name), ans))
         big = extreme([a, b], "largest")
         if big is not None:
-            out.append((t["bigger"].format(a=a.name, b=b.name), f"The {big.name} is bigger."))
+            out.append(
+                ("bigger", t["bigger"].format(a=a.name, b=b.name), f"The {big.name} is bigger.")
+            )
     if len(objs) >= 2 and len(unique_name) == len(objs):
         side = rng.choice(("left", "right"))
         o = extreme(objs, side)
         if o is not None:
             q = t["furthest"].format(side=side)
-            out.append((q, f"The {o.name} is furthest to the {side}."))
+            out.append(("furthest", q, f"The {o.name} is furthest to the {side}."))
         o = extreme(objs, "top")
         if o is not None:
-            out.append((t["highest"], f"The {o.name} is the highest object."))
+            out.append(("highest", t["highest"], f"The {o.name} is the highest object."))
     return out
 
 
-def turns_for(p: Picture, rng: random.Random) -> list[tuple[str, str]]:
-    """Every (user, assistant) turn that can be asked about this picture."""
+def turns_for(p: Picture, rng: random.Random) -> list[SkillTurn]:
+    """Every (skill, user, assistant) turn that can be asked about this picture."""
     t = TEMPLATES
     out = _shape_turns(p.objs, rng) if p.objs else []
     if p.word is not None:
-        out.append((t["read"], f"The text reads {p.word}."))
+        out.append(("read", t["read"], f"The text reads {p.word}."))
     if p.digit is not None:
-        out.append((t["digit"], f"The drawn number is {p.digit}."))
+        out.append(("digit", t["digit"], f"The drawn number is {p.digit}."))
     if p.drawing is not None:
-        out.append((t["drawing"], f"It is a drawing of {_a(p.drawing)}."))
+        out.append(("drawing", t["drawing"], f"It is a drawing of {_a(p.drawing)}."))
     if p.cover is not None:
         title, author, genre, color = p.cover
         icon = ICON_NAMES[GENRE_ICONS[genre]]
-        out.append((t["cover"], f"{_a(color).capitalize()} cover titled {title} by {author}."))
-        out.append((t["icon"], f"The cover shows {_a(icon)}."))
-        out.append((t["story"], f"The {icon} suggests {_a(genre.lower())} story."))
-        out.append((t["author"], f"The author printed on the cover is {author}."))
+        out.append(
+            ("cover", t["cover"], f"{_a(color).capitalize()} cover titled {title} by {author}.")
+        )
+        out.append(("icon", t["icon"], f"The cover shows {_a(icon)}."))
+        out.append(("story", t["story"], f"The {icon} suggests {_a(genre.lower())} story."))
+        out.append(("author", t["author"], f"The author printed on the cover is {author}."))
     if p.photo is not None:
         what, content, failure = p.photo
         clear = "Yes, the picture is clear." if failure is None else f"No, {PROBLEMS[failure]}."
-        out.append((t["clear"], clear))
+        out.append(("clear", t["clear"], clear))
         if what == "read":
             ok = f"The text reads {content}."
-            out.append(
-                (t["read"], ok if failure is None else f"I cannot read it, {PROBLEMS[failure]}.")
-            )
+            bad = f"I cannot read it, {PROBLEMS[failure]}." if failure else ""
+            out.append(("photo_read", t["read"], ok if failure is None else bad))
         else:
             ok = f"The object is {content}."
-            out.append(
-                (
-                    t["photo_color"],
-                    ok if failure is None else f"I cannot tell, {PROBLEMS[failure]}.",
-                )
-            )
-    out.append((t["describe"], f"The image shows {caption(p)}."))
+            bad = f"I cannot tell, {PROBLEMS[failure]}." if failure else ""
+            out.append(("photo_color", t["photo_color"], ok if failure is None else bad))
+    out.append(("describe", t["describe"], f"The image shows {caption(p)}."))
     return out
 
 
@@ -361,6 +416,44 @@ def pretrain_captions(n: int, seed: int = 0, image_size: int = 64) -> list[tuple
     return out
 
 
+# How much more often than the rest each skill is asked in the mixture. Reading, digits and the
+# other fine-grained visual skills are what a tiny vision tower learns last, and counting and
+# grounding need many examples; the description is long and asked now and then. [spec]
+SKILL_WEIGHTS: dict[str, float] = {
+    "read": 6.0,
+    "photo_read": 2.0,
+    "digit": 3.0,
+    "drawing": 2.0,
+    "cover": 2.0,
+    "author": 2.0,
+    "icon": 1.5,
+    "where": 3.0,
+    "count": 2.0,
+    "count_all": 1.5,
+}
+
+
+def _weighted_pick(rng: random.Random, turns: list[SkillTurn], k: int) -> list[SkillTurn]:
+    """`k` distinct turns drawn with probability proportional to their skill's weight."""
+    pool, picked = list(turns), []
+    for _ in range(min(k, len(pool))):
+        weights = [SKILL_WEIGHTS.get(skill, 1.0) for skill, _, _ in pool]
+        picked.append(pool.pop(rng.choices(range(len(pool)), weights)[0]))
+    return picked
+
+
+def pretrain_caption_views(
+    n: int, seed: int = 0, image_size: int = 64
+) -> list[tuple[Image.Image, list[str]]]:
+    """`n` (image, caption views) pairs: the tiny CLIP draws one view per image and step."""
+    rng = random.Random(derive_seed("mcit-pretrain", "captions", seed))
+    out = []
+    for _ in range(n):
+        p = picture(rng, image_size)
+        out.append((p.image, caption_views(p, rng)))
+    return out
+
+
 def pretrain_instructions(
     n: int, seed: int = 0, image_size: int = 64
 ) -> list[tuple[Image.Image, list[tuple[str, str]]]]:
@@ -371,7 +464,26 @@ def pretrain_instructions(
         p = picture(rng, image_size)
         candidates = turns_for(p, rng)
         # The description is long; ask for it only now and then, the skills more often.
-        if len(candidates) > 1 and rng.random() < 0.8:
-            candidates = candidates[:-1]
-        out.append((p.image, rng.sample(candidates, min(len(candidates), rng.randint(1, 3)))))
+        if rng.random() < 0.8:
+            candidates = [turn for turn in candidates if turn[0] != "describe"]
+        turns = _weighted_pick(rng, candidates, rng.randint(1, 3))
+        out.append((p.image, [(user, answer) for _, user, answer in turns]))
+    return out
+
+
+def skill_probe(
+    per_skill: int, seed: int = 0, image_size: int = 64
+) -> list[tuple[str, Image.Image, str, str]]:
+    """`per_skill` single-turn (skill, image, user, answer) questions for every skill of the
+    mixture: what `pretrain_report.json` measures the base on, skill by skill."""
+    rng = random.Random(derive_seed("mcit-pretrain", "probe", seed))
+    wanted = {skill: per_skill for skill in [*TEMPLATES, "photo_read"] if skill != "option"}
+    out = []
+    while any(wanted.values()):
+        p = picture(rng, image_size)
+        for skill, user, answer in turns_for(p, rng):
+            if wanted.get(skill, 0) > 0:
+                wanted[skill] -= 1
+                out.append((skill, p.image, user, answer))
+                break
     return out
