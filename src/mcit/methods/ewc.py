@@ -24,7 +24,7 @@ from mcit.methods.finetune_lora import FinetuneLora, LoraArgs
 
 @dataclass
 class EwcArgs(LoraArgs):
-    ewc_weight: float = 1000.0  # λ; tune on a validation split of the first tasks
+    ewc_weight: float = 5000.0  # λ; tune on a validation split of the first tasks
     fisher_batches: int = 64  # batches of the finished task's training samples
     fisher_batch_size: int = 1  # 1: the per-sample empirical Fisher
 

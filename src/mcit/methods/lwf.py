@@ -74,6 +74,7 @@ class Lwf(FinetuneLora):
         # The old model is the previous stage's: the adapter as this stage begins. Taken here
         # rather than in end_task, it needs no saving: a resumed run loads the finished stage's
         # weights before the next stage begins.
+        super().begin_task(task_id, task)
         self._old_adapter = None
         if task_id > 0:
             self._old_adapter = {

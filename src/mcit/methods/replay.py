@@ -63,6 +63,7 @@ class Replay(FinetuneLora):
     def begin_task(self, task_id: int, task: Task) -> None:
         # Seeded by the stage's seed (a resumed run draws the same batches) and by the process,
         # so that DDP ranks replay different samples.
+        super().begin_task(task_id, task)
         self._generator = torch.Generator().manual_seed(torch.initial_seed() + _process_rank())
 
     def end_task(self, task_id: int, task: Task, train_samples: list[Sample]) -> None:
