@@ -88,6 +88,11 @@ class ContinualMethod(nn.Module):
     def before_optimizer_step(self) -> None:
         """Hook between backward and the optimizer step (e.g. gradient projection)."""
 
+    def batch_samples(self, samples: list[Sample]) -> list[Sample]:
+        """The samples of a training batch, before collation: a method may swap some for its own
+        (replay mixes in stored samples). Default: the batch as drawn."""
+        return samples
+
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def generate(self, batch: Batch, max_new_tokens: int = 16) -> list[str]:

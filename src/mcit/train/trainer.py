@@ -3,7 +3,7 @@
 Per stage: a fresh AdamW over what the method trains, warmup + schedule, gradient clipping,
 a seeded data order sharded across processes, a progress bar, and a log line every
 `log_every` steps (JSONL and TensorBoard). What differs between methods enters through the
-method's `forward` (= its loss) and its `before_optimizer_step` hook.
+method's `forward` (= its loss) and its `batch_samples` and `before_optimizer_step` hooks.
 """
 
 from __future__ import annotations
@@ -133,9 +133,8 @@ class Trainer:
             parts: dict[str, float] = {}
             loss_value = 0.0
             for micro in range(cfg.grad_accum):
-                batch = collate([samples[next(indices)] for _ in range(cfg.batch_size)]).to(
-                    acc.device
-                )
+                drawn = [samples[next(indices)] for _ in range(cfg.batch_size)]
+                batch = collate(method.batch_samples(drawn)).to(acc.device)
                 sync = micro == cfg.grad_accum - 1
                 with (
                     acc.no_sync(model)
