@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # mcit never downloads at run time
 
-DEFAULT_CONFIG = "configs/coin-mini/finetune-lora.yaml"
+DEFAULT_CONFIG = "configs/coin-mini/modalprompt.yaml"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
