@@ -93,8 +93,10 @@ def insert_after_bos(
     """Splice `prefix` [B, P, d] into each row right after its BOS (or before its first token
     when it has none), whatever the padding side: the row's padding stays where it was, the
     attention mask covers the prefix and its labels are -100. Differentiable in `prefix`."""
-    batch, width, dim = embeds.shape
+    _, width, dim = embeds.shape
     n = prefix.shape[1]
+    if n == 0:
+        return embeds, attention_mask, labels
     first = attention_mask.long().argmax(dim=1)  # first real token (left padding)
     starts_with_bos = (
         input_ids.gather(1, first[:, None]).squeeze(1) == bos_token_id
