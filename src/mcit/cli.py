@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # mcit never downloads at run time
 
-DEFAULT_CONFIG = "configs/coin-mini/finetune-lora.yaml"
+DEFAULT_CONFIG = "configs/coin-mini/modalprompt.yaml"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -120,6 +120,18 @@ def _cmd_data_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from mcit.predict import format_prediction, predict_run
+
+    prediction = predict_run(
+        args.run, args.image, args.question, stage=args.stage, max_new_tokens=args.max_new_tokens
+    )
+    print(json.dumps(asdict(prediction), indent=2) if args.json else format_prediction(prediction))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcit", description="Multimodal continual instruction tuning"
@@ -156,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-n", type=int, default=3)
     p.set_defaults(func=_cmd_data_inspect)
+
+    p = sub.add_parser(
+        "predict", help="answer a question about an image with a trained run (no task id)"
+    )
+    p.add_argument("run", help="a run directory, e.g. runs/coin-mini-modalprompt")
+    p.add_argument("--image", required=True, help="image file")
+    p.add_argument("--question", required=True, help="the instruction, as in the task data")
+    p.add_argument("--stage", type=int, default=None, help="after which stage (default: last)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the run's eval")
+    p.add_argument("--json", action="store_true", help="print the answer and choices as JSON")
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 

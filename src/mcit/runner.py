@@ -28,6 +28,7 @@ from mcit.data.benchmarks import load_benchmark_spec, load_tasks, resolve_benchm
 from mcit.data.builtin import register_builtin_benchmarks
 from mcit.data.collate import Collator
 from mcit.data.sample import Task
+from mcit.evaluation.analysis import StageAnalysis, write_stage_analysis
 from mcit.evaluation.evaluator import check_answer_budget, evaluate_task, write_jsonl_atomic
 from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.models.backbone import load_backbone
@@ -260,6 +261,11 @@ def run(
                 write_jsonl_atomic(
                     run_dir / "predictions" / f"stage_{s + 1}" / f"{t.name}.jsonl", ev.records
                 )
+        analysis = StageAnalysis()
+        if main:  # the method's own analyses (e.g. prompt selection), beside the matrix
+            learned = [joint_task(p).name for p in plan[: s + 1]]
+            analysis = method.analyses({t.name: t.test for t in to_eval}, learned)
+            write_stage_analysis(run_dir, s + 1, analysis)
         stage_info = {
             "stage": s + 1,
             "name": task.name if method.trains else "no training",
@@ -272,6 +278,8 @@ def run(
             "trainable_parameters": trainable,
             "total_parameters": total,
         }
+        if analysis.summary:
+            stage_info["analysis"] = analysis.summary
         results["stages"].append(stage_info)
         results["matrix"].append(row)
         if main:

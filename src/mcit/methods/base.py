@@ -22,6 +22,7 @@ from torch import nn
 from mcit.config import ConfigError, from_dict
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task
+from mcit.evaluation.analysis import StageAnalysis
 from mcit.models.backbone import Backbone
 
 
@@ -99,6 +100,19 @@ class ContinualMethod(nn.Module):
         """Task-agnostic answers: a batch may mix tasks, and no task id is ever given."""
         embeds = self.backbone.embed(batch.input_ids, batch.pixel_values)
         return self.backbone.generate(embeds, batch.attention_mask, max_new_tokens=max_new_tokens)
+
+    def explain(self, batch: Batch) -> list[dict[str, Any]]:
+        """Per sample, what the method chose for it at inference (e.g. ModalPrompt's selected
+        prompts and their similarities), for `mcit predict`; empty when there is nothing to show."""
+        return []
+
+    # ------------------------------------------------------------------ analyses
+    def analyses(
+        self, test_sets: dict[str, list[Sample]], learned_tasks: list[str]
+    ) -> StageAnalysis:
+        """Matrices to save after a stage's evaluation (`RUN/analysis/stage_<t>/<name>.json`),
+        computed on the evaluated tasks' test samples; `learned_tasks` names the stages so far."""
+        return StageAnalysis()
 
     # ------------------------------------------------------------------ persistence
     def method_state(self) -> dict[str, torch.Tensor]:

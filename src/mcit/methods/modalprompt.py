@@ -1,0 +1,454 @@
+"""ModalPrompt (Zeng et al., "ModalPrompt: Dual-Modality Guided Prompt for Continual Learning of
+Large Multimodal Models"), as METHODS.md specifies it.
+
+Rehearsal-free, no task id anywhere, the whole LMM frozen. Per task t:
+
+- prototype prompts `P_t ∈ R^{L×d}` [paper §3.1, code]: the new rows of an extended
+  input-embedding table. They are held as one separate `nn.Parameter` per task rather than
+  appended to the vocabulary matrix, so freezing is exact by construction: the real vocabulary
+  rows, `lm_head` (not extended — prompts are never generated) and every old task's rows are
+  tensors the optimizer never sees. (The authors' code resets rows of one shared table after
+  each step and, for the last task, resets the very rows it should train; mcit does neither.)
+  Init [code]: each row a copy of the embedding of a random real, non-special token.
+- a projection `g_t: R^d → R^c` (Linear → SiLU → Linear, c = CLIP feature width) and the
+  prototype feature `p̄_t = mean_l g_t(P_t[l])` (Eq. 3, 9).
+
+Selection [paper Eq. 5-8, code]: the similarity of a sample x to task i's prototype is
+`s_i(x) = λ·cos(f_img(x), p̄_i) + (1−λ)·cos(f_txt(x), p̄_i)` with frozen CLIP features
+(`mcit.models.guidance`); at inference the prompts of the top-k tasks by `s_i(x)` are spliced
+in right after BOS, before the system prompt [code], the most similar nearest to the text
+[code], so the prefix holds at most k·L tokens whatever the number of tasks. Training task t
+(Eq. 10) uses `P_t` plus the top-(k−1) old tasks' prompts by `s_i(x)`, i < t (index selection,
+no gradient through s), `P_t` nearest to the text. Loss (Eq. 11-13):
+`L = L_LM + [1 − mean_b cos(f_img_b, p̄_t)] + [1 − mean_b cos(f_txt_b, p̄_t)]`.
+After task t, `P_t` and `g_t` never change again: they stop requiring grad and the trainer
+builds each stage's optimizer from what requires grad only.
+
+Ablations [paper Tab. 3-4], each one key of `ModalPromptArgs`: guidance image / text / dual
+(`guidance_lambda` 1 / 0 / 0.5, with the unused modality's prototype-loss weight set to 0 in
+the shipped YAMLs), `fusion`, `selection` (off = every learned prompt concatenated, oldest
+first, as Progressive Prompts; training then also prefixes every old prompt when `fusion` is
+on), `prompt_length` (L) and `top_k` (k).
+
+[spec] A sample without an image has no `f_img`: its similarity uses the text term alone and
+it is left out of the image term of the prototype loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mcit.config import ConfigError
+from mcit.data.collate import IGNORE, Batch
+from mcit.data.sample import Sample, Task
+from mcit.evaluation.analysis import StageAnalysis, analysis_matrix
+from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
+from mcit.models.backbone import BackboneError
+from mcit.models.guidance import GuidanceEncoder, GuidanceFeatures
+
+
+@dataclass
+class ModalPromptArgs(MethodArgs):
+    prompt_length: int = 10  # L, prompts per task [paper §3.1, code]
+    top_k: int = 3  # k prompt sets selected per sample at inference [paper Eq. 7-8, code]
+    guidance_lambda: float = 0.5  # λ of Eq. 5-6: 1 = image-only, 0 = text-only [paper Tab. 3]
+    fusion: bool = True  # Eq. 10: train P_t together with the top-(k−1) old prompts
+    selection: bool = True  # Eq. 7-8; false = concatenate all learned prompts (Progressive Prompts)
+    text_projection: bool = False  # f_txt through CLIP's text projection [paper] or not [code]
+    prototype_loss_weight_image: float = 1.0  # Eq. 11-12
+    prototype_loss_weight_text: float = 1.0  # Eq. 11, 13
+    guidance_cache_size: int = 200_000  # frozen features kept in memory (images + texts)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "prompt_length": self.prompt_length >= 1,
+            "top_k": self.top_k >= 1,
+            "guidance_lambda": 0.0 <= self.guidance_lambda <= 1.0,
+            "prototype_loss_weight_image": self.prototype_loss_weight_image >= 0.0,
+            "prototype_loss_weight_text": self.prototype_loss_weight_text >= 0.0,
+            "guidance_cache_size": self.guidance_cache_size >= 1,
+        }
+        wanted = {"guidance_lambda": "in [0, 1]"}
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(
+                    f"method.args.{key}: {getattr(self, key)!r} must be "
+                    f"{wanted.get(key, '≥ 0' if 'weight' in key else '≥ 1')}"
+                )
+
+
+def insert_after_bos(
+    embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor | None,
+    input_ids: torch.Tensor,
+    prefix: torch.Tensor,
+    bos_token_id: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Splice `prefix` [B, P, d] into each row right after its BOS (or before its first token
+    when it has none), whatever the padding side: the row's padding stays where it was, the
+    attention mask covers the prefix and its labels are -100. Differentiable in `prefix`."""
+    _, width, dim = embeds.shape
+    n = prefix.shape[1]
+    if n == 0:
+        return embeds, attention_mask, labels
+    first = attention_mask.long().argmax(dim=1)  # first real token (left padding)
+    starts_with_bos = (
+        input_ids.gather(1, first[:, None]).squeeze(1) == bos_token_id
+        if bos_token_id is not None
+        else torch.zeros_like(first, dtype=torch.bool)
+    )
+    at = (first + starts_with_bos.long())[:, None]  # [B, 1] insertion point
+    pos = torch.arange(width + n, device=embeds.device)[None, :]  # [1, W + P]
+    in_prefix = (pos >= at) & (pos < at + n)
+    source = torch.where(pos < at, pos, pos - n).clamp(0, width - 1)  # [B, W + P]
+    from_tokens = embeds.gather(1, source[..., None].expand(-1, -1, dim))
+    from_prefix = prefix.to(embeds.dtype).gather(
+        1, (pos - at).clamp(0, n - 1)[..., None].expand(-1, -1, dim)
+    )
+    new_embeds = torch.where(in_prefix[..., None], from_prefix, from_tokens)
+    new_mask = torch.where(in_prefix, 1, attention_mask.gather(1, source)).to(attention_mask.dtype)
+    new_labels = None
+    if labels is not None:
+        new_labels = torch.where(in_prefix, IGNORE, labels.gather(1, source))
+    return new_embeds, new_mask, new_labels
+
+
+@dataclass
+class Selection:
+    """Per sample, the tasks whose prompts are prefixed (most similar last = nearest the text)
+    and the similarities `s_i(x)` to every learned prototype."""
+
+    tasks: torch.Tensor  # [B, m] long
+    similarity: torch.Tensor  # [B, T] float32
+    image_cosine: torch.Tensor | None  # [B, T]
+    text_cosine: torch.Tensor | None  # [B, T]
+
+
+@register_method
+class ModalPrompt(ContinualMethod):
+    name = "modalprompt"
+    args_class = ModalPromptArgs
+    args: ModalPromptArgs
+
+    def attach(self) -> None:
+        clip_dir = self.backbone.clip_path
+        if not clip_dir:
+            raise BackboneError(
+                "model.backbone.clip_path: ModalPrompt needs a local CLIP directory for its "
+                "guidance features (the tiny backbone brings its own; set it for name = hf)"
+            )
+        # Not an nn.Module attribute: the frozen CLIP is never trained, saved or given to DDP.
+        self.guidance = GuidanceEncoder(
+            clip_dir,
+            text_projection=self.args.text_projection,
+            dtype=self.backbone.input_embeddings.weight.dtype,
+            cache_size=self.args.guidance_cache_size,
+            shared_pixels=(self.backbone.image_processor, self.backbone.pixel_values),
+        )
+        self.prompts = nn.ParameterList()  # P_t, one [L, d] per task
+        self.projections = nn.ModuleList()  # g_t, one per task
+        self._init_token_ids = self._real_token_ids()
+
+    def _real_token_ids(self) -> torch.Tensor:
+        """Ids a prompt row may be copied from: real vocabulary, never `<image>` or a special."""
+        tokenizer = self.backbone.tokenizer
+        rows = self.backbone.input_embeddings.num_embeddings
+        special = set(tokenizer.all_special_ids) | {self.backbone.image_token_id}
+        special |= set(getattr(tokenizer, "added_tokens_decoder", {}))
+        ids = [i for i in range(min(len(tokenizer), rows)) if i not in special]
+        if not ids:
+            raise BackboneError("modalprompt: the tokenizer has no ordinary token to copy")
+        return torch.tensor(ids)
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def num_tasks(self) -> int:
+        return len(self.prompts)
+
+    def begin_task(self, task_id: int, task: Task) -> None:
+        if task_id != self.num_tasks:
+            raise ValueError(
+                f"modalprompt: begin_task({task_id}) after {self.num_tasks} task(s) have prompts"
+            )
+        self._freeze_learned(self.num_tasks)
+        table = self.backbone.input_embeddings.weight
+        # Init [code]: each row a copy of a random real token's embedding (global RNG, which
+        # the runner seeds per stage, so a resumed run draws the same rows).
+        picks = self._init_token_ids[
+            torch.randint(len(self._init_token_ids), (self.args.prompt_length,))
+        ]
+        prompt = nn.Parameter(table.detach()[picks.to(table.device)].float().clone())
+        d, c = self.backbone.hidden_size, self.guidance.dim
+        projection = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, c)).to(table.device)
+        # With both prototype-loss weights 0, g_t gets no gradient: keep it out of the optimizer.
+        trains_projection = (
+            self.args.prototype_loss_weight_image > 0 or self.args.prototype_loss_weight_text > 0
+        )
+        projection.requires_grad_(trains_projection)
+        self.prompts.append(prompt)
+        self.projections.append(projection)
+
+    def end_task(self, task_id: int, task: Task, train_samples: list[Sample]) -> None:
+        self._freeze_learned(task_id + 1)
+        super().end_task(task_id, task, train_samples)
+
+    def _freeze_learned(self, n: int) -> None:
+        """P_i and g_i of the first `n` tasks never change again."""
+        for i in range(n):
+            self.prompts[i].requires_grad_(False)
+            self.projections[i].requires_grad_(False)
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        self._freeze_learned(min(len(self.tasks_seen), self.num_tasks))
+
+    # ------------------------------------------------------------------ prototypes, similarity
+    def prototype(self, i: int) -> torch.Tensor:
+        """p̄_i = mean_l g_i(P_i[l]): projection per token, then the mean (Eq. 3, 9)."""
+        return self.projections[i](self.prompts[i]).mean(dim=0)
+
+    def prototypes(self) -> torch.Tensor:
+        return torch.stack([self.prototype(i) for i in range(self.num_tasks)])  # [T, c]
+
+    def _features(self, samples: list[Sample], image: bool, text: bool) -> GuidanceFeatures:
+        return self.guidance.features(samples, self.backbone.device, image=image, text=text)
+
+    def _needs(self, samples: list[Sample]) -> tuple[bool, bool]:
+        """Which guidance features the similarity reads (λ = 1 or 0 drops one modality)."""
+        lam = self.args.guidance_lambda
+        all_images = all("image" in s.media for s in samples)
+        return lam > 0, lam < 1 or not all_images
+
+    def similarity(
+        self, feats: GuidanceFeatures, prototypes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """s_i(x) = λ·cos(f_img(x), p̄_i) + (1−λ)·cos(f_txt(x), p̄_i) (Eq. 5-6); [B, T] each."""
+        protos = F.normalize(prototypes.float(), dim=-1)
+        lam = self.args.guidance_lambda
+        # [spec] no image: the text term alone.
+        lam_b = torch.where(feats.has_image, lam, 0.0)[:, None]
+        cos_img = cos_txt = None
+        s = torch.zeros(len(feats.has_image), protos.shape[0], device=protos.device)
+        if feats.image is not None:
+            cos_img = F.normalize(feats.image, dim=-1) @ protos.T
+            if lam > 0:
+                s = s + lam_b * cos_img
+        if feats.text is not None:
+            cos_txt = F.normalize(feats.text, dim=-1) @ protos.T
+            if (lam_b < 1).any():
+                s = s + (1 - lam_b) * cos_txt
+        return s, cos_img, cos_txt
+
+    @torch.no_grad()
+    def select(self, samples: list[Sample]) -> Selection:
+        """Inference (Eq. 7-8): per sample, the top-k learned tasks by s_i(x), k capped at the
+        number learned, ordered so the most similar is nearest the text; with selection off,
+        every learned task in stream order. Reads the samples' media and instruction only."""
+        image, text = self._needs(samples)
+        return self._select(self._features(samples, image=image, text=text))
+
+    def _select(self, feats: GuidanceFeatures) -> Selection:
+        s, cos_img, cos_txt = self.similarity(feats, self.prototypes())
+        if self.args.selection:
+            k = min(self.args.top_k, self.num_tasks)
+            tasks = s.topk(k, dim=1).indices.flip(1)
+        else:
+            tasks = torch.arange(self.num_tasks, device=s.device).expand(s.shape[0], -1)
+        return Selection(tasks, s, cos_img, cos_txt)
+
+    def _prefix(self, tasks: torch.Tensor) -> torch.Tensor:
+        """The prompts of `tasks` [B, m], concatenated per sample: [B, m·L, d]."""
+        table = torch.stack(list(self.prompts))  # [T, L, d]
+        chosen = table[tasks]  # [B, m, L, d]
+        return chosen.reshape(tasks.shape[0], -1, table.shape[-1])
+
+    def prompted_inputs(
+        self, batch: Batch, tasks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Input embeddings, attention mask and labels with the prompts of `tasks` spliced in."""
+        embeds = self.backbone.embed(batch.input_ids, batch.pixel_values)
+        return insert_after_bos(
+            embeds,
+            batch.attention_mask,
+            batch.labels,
+            batch.input_ids,
+            self._prefix(tasks.to(embeds.device)),
+            self.backbone.tokenizer.bos_token_id,
+        )
+
+    # ------------------------------------------------------------------ training
+    def training_prompts(self, samples: list[Sample]) -> tuple[torch.Tensor, GuidanceFeatures]:
+        """Tasks whose prompts train task t's batch (Eq. 10): the top-(k−1) old tasks by s_i(x)
+        (least similar first), then t itself; also the guidance features the loss needs."""
+        t = self.num_tasks - 1
+        args = self.args
+        fuse_selected = args.fusion and args.selection and t > 0 and args.top_k > 1
+        sim_image, sim_text = self._needs(samples) if fuse_selected else (False, False)
+        feats = self._features(
+            samples,
+            image=sim_image or args.prototype_loss_weight_image > 0,
+            text=sim_text or args.prototype_loss_weight_text > 0,
+        )
+        device = self.backbone.device
+        old = torch.empty(len(samples), 0, dtype=torch.long, device=device)
+        if fuse_selected:
+            with torch.no_grad():  # selection by index: no gradient through s
+                old_protos = torch.stack([self.prototype(i) for i in range(t)])
+                s, _, _ = self.similarity(feats, old_protos)
+                old = s.topk(min(args.top_k - 1, t), dim=1).indices.flip(1)
+        elif args.fusion and not args.selection:  # Progressive Prompts: every old prompt
+            old = torch.arange(t, device=device).expand(len(samples), -1)
+        current = torch.full((len(samples), 1), t, dtype=torch.long, device=device)
+        return torch.cat([old, current], dim=1), feats
+
+    def training_loss(self, batch: Batch) -> LossOutput:
+        if not self.num_tasks:
+            raise ValueError("modalprompt: training_loss before begin_task")
+        tasks, feats = self.training_prompts(batch.samples)
+        embeds, mask, labels = self.prompted_inputs(batch, tasks)
+        lm = self.backbone.lm_loss(self.backbone.logits(embeds, mask), labels)
+        p_t = self.prototype(self.num_tasks - 1)  # Eq. 9
+        loss = lm
+        parts = {"lm": lm.item()}
+        w_img, w_txt = self.args.prototype_loss_weight_image, self.args.prototype_loss_weight_text
+        if w_img > 0 and bool(feats.has_image.any()):
+            # Eq. 12: 1 − mean_b cos(f_img_b, p̄_t), over the samples that have an image.
+            image = feats.image[feats.has_image]
+            proto_image = 1 - F.cosine_similarity(image, p_t[None, :], dim=-1).mean()
+            loss = loss + w_img * proto_image
+            parts["proto_image"] = proto_image.item()
+        if w_txt > 0:
+            # Eq. 13: 1 − mean_b cos(f_txt_b, p̄_t).
+            proto_text = 1 - F.cosine_similarity(feats.text, p_t[None, :], dim=-1).mean()
+            loss = loss + w_txt * proto_text
+            parts["proto_text"] = proto_text.item()
+        parts["proto"] = sum(v for k, v in parts.items() if k.startswith("proto_"))
+        return LossOutput(loss, parts)  # Eq. 11: L_LM + L_proto
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(self, batch: Batch, max_new_tokens: int = 16) -> list[str]:
+        if not self.num_tasks:
+            return super().generate(batch, max_new_tokens=max_new_tokens)
+        selection = self.select(batch.samples)
+        embeds, mask, _ = self.prompted_inputs(batch, selection.tasks)
+        return self.backbone.generate(embeds, mask, max_new_tokens=max_new_tokens)
+
+    @torch.no_grad()
+    def explain(self, batch: Batch) -> list[dict[str, Any]]:
+        """Per sample: the selected tasks (most similar first) and every learned task's s_i(x)."""
+        if not self.num_tasks:
+            return []
+        feats = self._features(batch.samples, image=True, text=True)
+        selection = self._select(feats)
+        s, cos_img, cos_txt = selection.similarity, selection.image_cosine, selection.text_cosine
+        names = self._task_names()
+        out = []
+        for b in range(len(batch)):
+
+            def entry(i: int, b: int = b) -> dict[str, Any]:
+                return {
+                    "task": names[i],
+                    "similarity": float(s[b, i]),
+                    "image_cosine": float(cos_img[b, i]) if feats.has_image[b] else None,
+                    "text_cosine": float(cos_txt[b, i]),
+                }
+
+            chosen = selection.tasks[b].flip(0).tolist()
+            out.append(
+                {
+                    "selected": [entry(i) for i in chosen],
+                    "all": [entry(i) for i in range(self.num_tasks)],
+                    "guidance_lambda": self.args.guidance_lambda,
+                    "selection": self.args.selection,
+                }
+            )
+        return out
+
+    def _task_names(self) -> list[str]:
+        names = list(self.tasks_seen)
+        return names + [f"task {i + 1}" for i in range(len(names), self.num_tasks)]
+
+    # ------------------------------------------------------------------ analyses
+    @torch.no_grad()
+    def analyses(
+        self, test_sets: dict[str, list[Sample]], learned_tasks: list[str]
+    ) -> StageAnalysis:
+        """The paper's Fig. 5 (mean s_i(x) of each task's test samples to each prototype) and
+        Fig. 6 (share of each task's test samples whose selected prompts come from each learned
+        task, top-1 and top-k), plus per-task selection accuracy (top-1 = own task)."""
+        if not self.num_tasks or not test_sets:
+            return StageAnalysis()
+        cols = list(learned_tasks) if len(learned_tasks) == self.num_tasks else self._task_names()
+        k = min(self.args.top_k, self.num_tasks)
+        similarity, top1, topk, accuracy = [], [], [], []
+        for name, samples in test_sets.items():
+            s = torch.cat(
+                [
+                    self.select(samples[start : start + 256]).similarity
+                    for start in range(0, len(samples), 256)
+                ]
+            ).cpu()
+            ranked = s.argsort(dim=1, descending=True)
+            first = F.one_hot(ranked[:, 0], self.num_tasks).float()  # [n, T]
+            in_topk = F.one_hot(ranked[:, :k], self.num_tasks).amax(dim=1).float()
+            similarity.append(s.mean(dim=0).tolist())
+            top1.append(first.mean(dim=0).tolist())
+            topk.append(in_topk.mean(dim=0).tolist())
+            own = cols.index(name) if name in cols else None
+            accuracy.append(
+                [None, None]
+                if own is None
+                else [float(first[:, own].mean()), float(in_topk[:, own].mean())]
+            )
+        rows = list(test_sets)
+        note = "" if self.args.selection else " (selection off: every prompt is used)"
+        matrices = {
+            "prototype_similarity": analysis_matrix(
+                "Mean similarity s_i(x) of each task's test samples to each learned prototype",
+                "test task",
+                "prototype of task",
+                rows,
+                cols,
+                similarity,
+            ),
+            "selection_top1": analysis_matrix(
+                f"Share of test samples whose top-1 selected prompts are each task's{note}",
+                "test task",
+                "selected prompts of task",
+                rows,
+                cols,
+                top1,
+            ),
+            "selection_topk": analysis_matrix(
+                f"Share of test samples whose top-{k} selected prompts include each task's{note}",
+                "test task",
+                "selected prompts of task",
+                rows,
+                cols,
+                topk,
+            ),
+            "selection_accuracy": analysis_matrix(
+                "Selection accuracy: share of test samples whose own task's prompts are selected",
+                "test task",
+                "selection",
+                rows,
+                ["top-1", f"top-{k}"],
+                accuracy,
+            ),
+        }
+        scored = [a for a in accuracy if a[0] is not None]
+        summary = {}
+        if scored:
+            summary = {
+                "selection_accuracy_top1": sum(a[0] for a in scored) / len(scored),
+                "selection_accuracy_topk": sum(a[1] for a in scored) / len(scored),
+                "selection_k": k,
+            }
+        return StageAnalysis(matrices, summary)

@@ -1,0 +1,167 @@
+"""`mcit predict`: answer one question about one image with a trained run, without a task id,
+and show what the method chose for that input (ModalPrompt: the tasks whose prompts it
+selected, with their similarities).
+
+The run is restored as a resume restores it: the saved config, the backbone, `begin_task`
+replayed for the finished stages (from the task names in results.json, so the benchmark's data
+need not be present), then the stage's saved method state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from mcit.config import ConfigError, RunConfig, load_config
+from mcit.data.collate import Collator
+from mcit.data.sample import DataError, Sample, Task
+from mcit.methods.base import ContinualMethod, build_method
+from mcit.train.checkpoint import load_stage, stage_complete
+
+
+@dataclass
+class Prediction:
+    run: str
+    method: str
+    stage: int
+    stages: int
+    question: str
+    image: str
+    answer: str
+    explanation: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_results(run_dir: Path) -> dict:
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: the run has no finished stage yet (no results.json)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: corrupt results file ({err})") from err
+
+
+def load_trained(
+    run_dir: str | Path, stage: int | None = None
+) -> tuple[RunConfig, ContinualMethod, int, int]:
+    """(config, method restored after `stage` (default: the last finished), stage, stages)."""
+    from mcit.models.backbone import load_backbone
+    from mcit.runner import joint_task, make_accelerator
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    config = load_config(run_dir / "config.yaml")
+    results = _read_results(run_dir)
+    finished = len(results.get("matrix", []))
+    if finished == 0:
+        raise ConfigError(f"{run_dir}: the run has no finished stage yet")
+    stage = finished if stage is None else stage
+    if not 1 <= stage <= finished:
+        raise ConfigError(
+            f"{run_dir}: --stage {stage}: the run's finished stages are 1..{finished}"
+        )
+    stage_dir = run_dir / f"stage_{stage}"
+    if not stage_complete(stage_dir):
+        raise ConfigError(f"{stage_dir}: missing or incomplete checkpoint")
+
+    backbone = load_backbone(config.model.backbone)
+    method = build_method(config.method.name, backbone, config.method.args)
+    method.to(make_accelerator(config).device)
+    for s, info in enumerate(results["stages"][:stage]):
+        # Names are all a replayed begin_task needs; the training data stays on disk.
+        names = info.get("tasks") or [info.get("name", f"stage {s + 1}")]
+        method.begin_task(s, joint_task([Task(n, "mixed", [], []) for n in names]))
+    tensors, extra = load_stage(stage_dir)
+    method.load_method_state(tensors)
+    method.load_extra_state(extra)
+    method.eval()
+    return config, method, stage, finished
+
+
+def _check_image(path: Path) -> None:
+    if not path.is_file():
+        raise DataError(path, None, None, "no such image file")
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(path, None, None, f"not a readable image ({err})") from err
+
+
+def predict_run(
+    run_dir: str | Path,
+    image: str | Path,
+    question: str,
+    stage: int | None = None,
+    max_new_tokens: int | None = None,
+) -> Prediction:
+    """The run's answer to `question` about `image`; no task id is given to the method."""
+    image = Path(image)
+    _check_image(image)
+    if not question.strip():
+        raise ConfigError("--question: empty question")
+    config, method, stage, finished = load_trained(run_dir, stage)
+    sample = Sample(
+        id=f"predict:{image}",
+        task="",  # unknown by design: the method must not need it
+        turns=[(question, "")],
+        references=[""],
+        metric="exact",
+        media={"image": str(image.resolve())},
+    )
+    batch = Collator(method.backbone)([sample], with_answer=False).to(method.backbone.device)
+    budget = max_new_tokens or config.eval.max_new_tokens
+    answer = method.generate(batch, max_new_tokens=budget)[0]
+    explained = method.explain(batch)
+    return Prediction(
+        run=str(run_dir),
+        method=config.method.name,
+        stage=stage,
+        stages=finished,
+        question=question,
+        image=str(image),
+        answer=answer,
+        explanation=explained[0] if explained else {},
+    )
+
+
+def format_prediction(p: Prediction) -> str:
+    lines = [
+        f"run: {p.run} ({p.method}, after stage {p.stage} of {p.stages} finished)",
+        f"question: {p.question}",
+        f"answer: {p.answer}",
+    ]
+    exp = p.explanation
+    if not exp:
+        lines.append("(this method makes no per-input choice to show)")
+    elif "selected" in exp and "all" in exp:
+        lam = exp.get("guidance_lambda")
+        how = "" if lam is None else f"; s = {lam:g}·cos(image) + {1 - lam:g}·cos(text)"
+        head = "selected prompts (most similar first" + how + ")"
+        if exp.get("selection") is False:
+            head = "selection off: every learned task's prompts are used" + how.replace(";", ":")
+        lines.append(head + ":")
+        lines += _rows(exp["selected"], numbered=True)
+        lines.append("similarity to every learned task:")
+        lines += _rows(exp["all"], numbered=False)
+    else:
+        lines.append(json.dumps(exp, indent=2))
+    return "\n".join(lines)
+
+
+def _rows(entries: list[dict[str, Any]], numbered: bool) -> list[str]:
+    width = max((len(e["task"]) for e in entries), default=4)
+    out = []
+    for i, e in enumerate(entries, start=1):
+        lead = f"  {i}. " if numbered else "     "
+        image = "-" if e.get("image_cosine") is None else f"{e['image_cosine']:.3f}"
+        text = "-" if e.get("text_cosine") is None else f"{e['text_cosine']:.3f}"
+        out.append(
+            f"{lead}{e['task']:<{width}}  s = {e['similarity']:.3f}  (image {image}, text {text})"
+        )
+    return out
