@@ -58,9 +58,12 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     print(f"tiny LLaVA: {llava_dir}\ntiny CLIP:  {clip_dir}")
     held = report.get("held_out", {})
     print(
-        f"pre-training took {report['seconds']} s; held-out: instructions exact match "
-        f"{held.get('instructions_exact')}, captions CIDEr {held.get('captions_cider')}"
+        f"pre-training took {report['seconds']} s; held-out, unseen pictures: mean exact match "
+        f"over skills {held.get('skills_mean')} %, boxes with IoU > 0.5 "
+        f"{held.get('where_iou50')} %, captions CIDEr {held.get('captions_cider')}"
     )
+    for skill, score in held.get("skills_exact", {}).items():
+        print(f"  {skill:<14} {score:5.1f}")
     return 0
 
 
