@@ -242,12 +242,18 @@ def _similarity() -> Analysis:
     )
 
 
+def _save(analysis: Analysis, run_dir: Path, stage: int, name: str) -> None:
+    path = analysis_path(run_dir, stage, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(analysis.to_json()))
+
+
 def test_last_stage_analyses_are_rendered(three_runs, tmp_path: Path) -> None:
     run = three_runs[0]
-    _similarity().save(run, 2, "similarity")
+    _save(_similarity(), run, 2, "similarity")
     latest = _similarity()
     latest.title = "Prompt selection share"
-    latest.save(run, 3, "selection")
+    _save(latest, run, 3, "selection")
     found = last_stage_analyses(run)
     assert [(a.name, a.stage, a.title) for a in found] == [
         ("selection", 3, "Prompt selection share")

@@ -1,4 +1,4 @@
-"""Method analyses: titled matrices a method saves for the report.
+"""Method analyses as the report reads them: titled matrices a run saves beside its matrix.
 
 A method may save matrices under ``RUN/analysis/stage_<t>/<name>.json`` (ModalPrompt: its
 task × prototype similarity and its prompt-selection shares, paper Fig. 5-6)::
@@ -8,7 +8,8 @@ task × prototype similarity and its prompt-selection shares, paper Fig. 5-6)::
 
 `values` has one list per row and one entry per column (null: nothing to show); `fmt` is a
 Python format spec for the numbers written in the cells (optional, default ".2f"). The report
-renders the last stage's analyses of each run as titled heatmaps.
+renders the last stage's analyses of each run as titled heatmaps; this module reads and checks
+the files (a malformed one is an error naming the file and the field).
 """
 
 from __future__ import annotations
@@ -53,17 +54,6 @@ class Analysis:
             "values": [list(r) for r in self.values],
             "fmt": self.fmt,
         }
-
-    def save(self, run_dir: str | Path, stage: int, name: str) -> Path:
-        """Write this analysis as ``run_dir/analysis/stage_<stage>/<name>.json`` (atomically;
-        validated first, so a method learns of a malformed matrix when it writes it)."""
-        from mcit.train.checkpoint import write_json_atomic
-
-        path = analysis_path(run_dir, stage, name)
-        data = self.to_json()
-        _validate(data, path)
-        write_json_atomic(path, data)
-        return path
 
 
 def analysis_path(run_dir: str | Path, stage: int, name: str) -> Path:
