@@ -97,9 +97,19 @@ def test_reserved_overrides_and_bad_method_lists(tmp_path: Path) -> None:
             prepare_configs("coin-mini", ["finetune"], tmp_path, [override])
     with pytest.raises(ConfigError, match="finetune given twice"):
         prepare_configs("coin-mini", ["finetune", "finetune"], tmp_path)
-    write_config(tmp_path, "b", "finetune", "").write_text("method: {name: finetune-lora}\n")
-    with pytest.raises(ConfigError, match="method.name is 'finetune-lora', expected 'finetune'"):
-        prepare_configs("b", ["finetune"], tmp_path, configs_dir=tmp_path)
+
+
+def test_a_config_variant_runs_into_its_own_folder(tmp_path: Path) -> None:
+    # An ablation config is named after its variant; its method is a registered one.
+    write_config(tmp_path, "b", "finetune", "")
+    write_config(tmp_path, "b", "finetune-slow", "").write_text(
+        "method: {name: finetune}\ntrain: {lr: 0.00001}\n"
+    )
+    prepared = dict(
+        prepare_configs("b", ["finetune", "finetune-slow"], tmp_path / "o", [], tmp_path)
+    )
+    slow = prepared["finetune-slow"]
+    assert (slow.method.name, slow.run_name, slow.train.lr) == ("finetune", "finetune-slow", 1e-5)
 
 
 # ------------------------------------------------------------------------------ real micro runs

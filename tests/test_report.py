@@ -225,8 +225,13 @@ def test_zero_shot_run_gives_fwt_to_the_others(tmp_path: Path) -> None:
 def test_two_runs_of_one_method_are_labelled_by_run(tmp_path: Path) -> None:
     a = make_run(tmp_path / "x", "finetune", FINETUNE)
     b = make_run(tmp_path / "y", "finetune", REPLAY)
-    runs = load_runs([a, b])
-    assert [r.label for r in runs] == [f"finetune ({a})", f"finetune ({b})"]
+    c = make_run(tmp_path / "z", "replay", REPLAY)
+    # Both finetune runs are named "bench-finetune": their folders tell them apart.
+    runs = load_runs([a, b, c])
+    assert [r.label for r in runs] == [f"bench-finetune ({a})", f"bench-finetune ({b})", "replay"]
+    results = json.loads((b / "results.json").read_text())
+    (b / "results.json").write_text(json.dumps({**results, "run": "finetune-slow"}))
+    assert [r.label for r in load_runs([a, b])] == ["bench-finetune", "finetune-slow"]
 
 
 # ------------------------------------------------------------------------------ analyses

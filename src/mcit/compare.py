@@ -1,6 +1,8 @@
 """`mcit compare`: several methods on one stream, seed and budget, then one report.
 
-Each method runs from its ready config ``configs/<benchmark>/<method>.yaml``. The keys that
+Each method runs from its ready config ``configs/<benchmark>/<method>.yaml``; a "method" here
+is the config's name, so a variant such as ``modalprompt-L20.yaml`` (method.name: modalprompt)
+is compared like any other and runs into its own folder. The keys that
 fix the stream, the seed and the budget (`mcit.report.runs.COMPARABLE_CONFIG_KEYS`) are taken
 from the first method's config plus the command's key=value overrides and forced onto every
 other method, saying which value of which method was replaced. Each method runs (or resumes)
@@ -139,15 +141,10 @@ def prepare_configs(
                 f"override '{key}': compare sets the run name, output folder and method itself; "
                 "change a method's own settings in its YAML (--configs DIR)"
             )
-    configs = []
-    for method in methods:
-        config = load_config(find_method_config(benchmark, method, configs_dir), list(overrides))
-        if config.method.name != method:
-            raise ConfigError(
-                f"{find_method_config(benchmark, method, configs_dir)}: method.name is "
-                f"'{config.method.name}', expected '{method}' (the file's name)"
-            )
-        configs.append((method, config))
+    configs = [
+        (method, load_config(find_method_config(benchmark, method, configs_dir), list(overrides)))
+        for method in methods
+    ]
     first_method, reference = configs[0]
     prepared = []
     for method, config in configs:

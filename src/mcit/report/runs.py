@@ -110,13 +110,12 @@ def load_run(path: str | Path) -> RunRecord:
 
 
 def _labels(runs: list[RunRecord]) -> list[str]:
+    """The method name; the run name where several runs share a method (ablations such as a
+    `modalprompt-L20` config); the run name and folder where even those coincide."""
     methods = [r.method for r in runs]
-    labels = [
-        r.method if methods.count(r.method) == 1 else f"{r.method} ({r.run_name})" for r in runs
-    ]
-    # Two runs of one method with one run name (different output folders): use the folders.
+    labels = [r.method if methods.count(r.method) == 1 else r.run_name for r in runs]
     return [
-        label if labels.count(label) == 1 else f"{r.method} ({r.path})"
+        label if labels.count(label) == 1 else f"{label} ({r.path})"
         for label, r in zip(labels, runs, strict=True)
     ]
 
