@@ -12,9 +12,10 @@ from mcit.evaluation.continual import (
     MatrixError,
     compute_continual,
     compute_metrics,
-    read_matrix_csv,
+    compute_single_stage,
     validate_matrix,
 )
+from mcit.evaluation.matrix_files import read_matrix_csv
 
 # --------------------------------------------------------------------------------------------
 # one task
@@ -150,6 +151,58 @@ def test_dataclass_result_and_numeric_types() -> None:
     assert res.summary.final_ma == 75.0
     assert res.per_task[0].final == 60.0 and isinstance(res.per_task[0].final, float)
     assert res.to_dict() == compute_metrics(["A", "B"], TWO)
+
+
+# --------------------------------------------------------------------------------------------
+# single-stage runs (multi-task, zero-shot)
+# --------------------------------------------------------------------------------------------
+
+
+def test_single_stage_run() -> None:
+    # One stage over A, B with scores 40, 70: every task learned at stage 1, so
+    # direct = final = a[1][i]; MA_1 = (40 + 70) / 2 = 55 = final MA = mean MA; nothing else.
+    res = compute_single_stage(["A", "B"], [40, 70], "A+B")
+    assert res.to_dict() == {
+        "tasks": ["A", "B"],
+        "per_task": [
+            {"task": "A", "direct": 40.0, "final": 40.0, "caa": None},
+            {"task": "B", "direct": 70.0, "final": 70.0, "caa": None},
+        ],
+        "per_stage": [{"stage": 1, "task": "A+B", "ma": 55.0, "bwt": None}],
+        "summary": {
+            "final_ma": 55.0,
+            "mean_ma": 55.0,
+            "final_bwt": None,
+            "mean_bwt": None,
+            "mean_caa": None,
+            "forgetting": None,
+            "fwt": None,
+        },
+    }
+    # With one task it is the one-task stream of test_one_task.
+    assert compute_single_stage(["A"], [80], "A").to_dict() == compute_metrics(["A"], [[80]])
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ([40], r"row for stage 1 \(joint\): 1 entries, expected 2"),
+        ([40, None], r"row for stage 1 \(joint\), column 'B': missing score"),
+        ([40, 101], r"row for stage 1 \(joint\), column 'B': 101 is outside 0-100"),
+        (["40", 1], r"row for stage 1 \(joint\), column 'A': '40' is not a number"),
+    ],
+)
+def test_single_stage_errors(row: list, message: str) -> None:
+    with pytest.raises(MatrixError, match=message):
+        compute_single_stage(["A", "B"], row)
+
+
+def test_partial_matrix_is_accepted_only_when_asked() -> None:
+    validate_matrix(TASKS3, THREE[:2], partial=True)
+    with pytest.raises(MatrixError, match="no row for stage 3"):
+        validate_matrix(TASKS3, THREE[:2])
+    with pytest.raises(MatrixError, match=r"row for stage 2 \(task 'B'\), column 'A': missing"):
+        validate_matrix(TASKS3, [[1, None, None], [None, 2, None]], partial=True)
 
 
 # --------------------------------------------------------------------------------------------

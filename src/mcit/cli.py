@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_run)
 
+    from mcit.cli_results import add_result_commands
+
+    add_result_commands(sub)  # metrics, score, report, compare
+
     p = sub.add_parser("pretrain", help="build and pre-train the embedded tiny backbone (cached)")
     p.set_defaults(func=_cmd_pretrain)
 

@@ -30,6 +30,7 @@ from mcit.data.collate import Collator
 from mcit.data.sample import Task
 from mcit.evaluation.analysis import StageAnalysis, write_stage_analysis
 from mcit.evaluation.evaluator import check_answer_budget, evaluate_task, write_jsonl_atomic
+from mcit.evaluation.matrix_files import write_run_metrics
 from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.models.backbone import load_backbone
 from mcit.train.checkpoint import (
@@ -284,6 +285,7 @@ def run(
         results["matrix"].append(row)
         if main:
             write_json_atomic(results_path, results)
+            write_run_metrics(run_dir, results)
             if progress:
                 scores = ", ".join(
                     f"{names[i]} {v:.1f}" for i, v in enumerate(row) if v is not None

@@ -18,17 +18,21 @@ Formulas (1-based, T tasks):
 - FWT = mean_{i≥2} (a[i−1][i] − b_i), b_i the zero-shot score of task i (undefined when any
   needed entry is missing).
 
+A run that learns every task in one stage (joint multi-task training) or none (zero-shot) has
+one row over all T tasks. [spec] Reading the definitions with "task i learned at stage 1" for
+every i gives DirectT_i = ContinualT_i = a[1][i] and MA_1 = mean_i a[1][i] (= final MA = mean
+MA); CAA, BWT, forgetting and FWT need a later or an earlier stage and are undefined.
+`compute_single_stage` returns that object, so reference runs sit in the same tables.
+
 `compute_metrics` returns the JSON-able dict; `compute_continual` the dataclasses behind it.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 __all__ = [
     "ContinualMetrics",
@@ -38,7 +42,7 @@ __all__ = [
     "TaskMetrics",
     "compute_continual",
     "compute_metrics",
-    "read_matrix_csv",
+    "compute_single_stage",
     "validate_matrix",
 ]
 
@@ -132,13 +136,14 @@ def _check_tasks(tasks: Sequence[str]) -> None:
         seen.add(name)
 
 
-def validate_matrix(tasks: Sequence[str], matrix: Matrix) -> None:
+def validate_matrix(tasks: Sequence[str], matrix: Matrix, partial: bool = False) -> None:
     """Check an accuracy matrix against METHODS.md's definition of ``a[t][i]``.
 
     One row per stage (in task order) and one entry per task in every row; entries are numbers
     in 0..100 or None; every entry with t ≥ i (lower triangle and diagonal) must be a number,
     entries above the diagonal may be None. Raises `MatrixError` naming the stage (number and
-    its task) and the column (task).
+    its task) and the column (task). `partial=True` accepts fewer rows than tasks (a run that
+    has not finished every stage yet).
     """
     _check_tasks(tasks)
     n_tasks = len(tasks)
@@ -177,7 +182,7 @@ def validate_matrix(tasks: Sequence[str], matrix: Matrix) -> None:
                 raise MatrixError(
                     f"{_where(tasks, t, i)}: {v!r} is outside 0-100", stage=t + 1, column=tasks[i]
                 )
-    if len(matrix) < n_tasks:
+    if len(matrix) < n_tasks and not partial:
         missing = ", ".join(f"{k + 1} ({tasks[k]!r})" for k in range(len(matrix), n_tasks))
         raise MatrixError(
             f"the matrix has {len(matrix)} rows, expected {n_tasks}: no row for stage {missing}",
@@ -277,92 +282,54 @@ def compute_metrics(
     return compute_continual(tasks, matrix, zero_shot).to_dict()
 
 
-def read_matrix_csv(path: str | Path) -> tuple[list[str], list[list[float | None]]]:
-    """Read an accuracy matrix from CSV: ``(tasks, matrix)``.
+def compute_single_stage(
+    tasks: Sequence[str], row: Sequence[float | None], stage_name: str = "joint"
+) -> ContinualMetrics:
+    """Metrics of a run with one stage that covers every task (multi-task or zero-shot).
 
-    Format: a header ``stage,<task 1>,…,<task T>``, then one line per stage in order whose
-    first cell is the task trained at that stage (it must match the header order) and whose
-    other cells are the scores (0-100), empty where not evaluated. Blank lines are skipped;
-    cells are stripped. Errors are `MatrixError` naming the file, the line and the column.
+    Every task counts as learned at stage 1 (module docstring): direct = final = a[1][i],
+    MA_1 = final MA = mean MA = mean_i a[1][i]; everything needing another stage is None.
+    `stage_name` labels the one entry of ``per_stage`` (e.g. "scienceqa+gqa", "no training").
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise MatrixError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    lines = [
-        (no, [c.strip() for c in row])
-        for no, row in enumerate(csv.reader(text.splitlines()), start=1)
-        if any(c.strip() for c in row)
-    ]
-    if not lines:
-        raise MatrixError(f"{path}: empty file; expected a header 'stage,<task 1>,...'")
-    header_no, header = lines[0]
-    if header[0].lower() != "stage":
+    _check_tasks(tasks)
+    tasks = list(tasks)
+    if len(row) != len(tasks):
         raise MatrixError(
-            f"{path}, line {header_no}, column 1: header starts with {header[0]!r}, "
-            "expected 'stage'"
+            f"row for stage 1 ({stage_name}): {len(row)} entries, expected {len(tasks)} "
+            f"(one per task: {', '.join(tasks)})",
+            stage=1,
         )
-    tasks = header[1:]
-    if not tasks:
-        raise MatrixError(f"{path}, line {header_no}: the header names no task")
-    for k, name in enumerate(tasks):
-        if not name:
-            raise MatrixError(f"{path}, line {header_no}, column {k + 2}: empty task name")
-        if name in tasks[:k]:
+    scores: list[float] = []
+    for i, v in enumerate(row):
+        where = f"row for stage 1 ({stage_name}), column {tasks[i]!r}"
+        if v is None:
             raise MatrixError(
-                f"{path}, line {header_no}, column {k + 2}: task {name!r} appears twice"
+                f"{where}: missing score; a single-stage run learns (or, zero-shot, is "
+                "evaluated on) every task at stage 1",
+                stage=1,
+                column=tasks[i],
             )
-
-    def col(i: int) -> str:  # i: 0-based task index
-        return f"column {i + 2} ({tasks[i]!r})"
-
-    rows = lines[1:]
-    if len(rows) > len(tasks):
-        no = rows[len(tasks)][0]
-        raise MatrixError(
-            f"{path}, line {no}: more stage rows than tasks ({len(tasks)} in the header)"
-        )
-    matrix: list[list[float | None]] = []
-    line_of_stage: list[int] = []
-    for t, (no, cells) in enumerate(rows):
-        if len(cells) != len(tasks) + 1:
-            raise MatrixError(
-                f"{path}, line {no}: {len(cells)} cells, expected {len(tasks) + 1} "
-                f"(stage and one per task: {', '.join(tasks)})"
-            )
-        if cells[0] != tasks[t]:
-            raise MatrixError(
-                f"{path}, line {no}, column 1 (stage): {cells[0]!r}, expected {tasks[t]!r}; "
-                "stage rows must follow the header's task order"
-            )
-        row: list[float | None] = []
-        for i, cell in enumerate(cells[1:]):
-            if cell == "":
-                row.append(None)
-                continue
-            try:
-                value = float(cell)
-            except ValueError:
-                raise MatrixError(
-                    f"{path}, line {no}, {col(i)}: {cell!r} is not a number"
-                ) from None
-            row.append(value)
-        matrix.append(row)
-        line_of_stage.append(no)
-    if len(matrix) < len(tasks):
-        missing = ", ".join(f"{k + 1} ({tasks[k]!r})" for k in range(len(matrix), len(tasks)))
-        raise MatrixError(
-            f"{path}: {len(matrix)} stage rows after the header, expected {len(tasks)}; "
-            f"missing stage {missing}"
-        )
-    try:
-        validate_matrix(tasks, matrix)
-    except MatrixError as exc:
-        where = f"{path}"
-        if exc.stage is not None and exc.stage <= len(line_of_stage):
-            where += f", line {line_of_stage[exc.stage - 1]}"
-        if exc.column is not None:
-            where += f", {col(tasks.index(exc.column))}"
-        raise MatrixError(f"{where}: {exc.problem}", exc.stage, exc.column) from None
-    return tasks, matrix
+        if not _is_number(v):
+            raise MatrixError(f"{where}: {v!r} is not a number", stage=1, column=tasks[i])
+        if not math.isfinite(v) or not 0.0 <= v <= 100.0:
+            raise MatrixError(f"{where}: {v!r} is outside 0-100", stage=1, column=tasks[i])
+        scores.append(float(v))
+    ma = _mean(scores)
+    assert ma is not None
+    return ContinualMetrics(
+        tasks=tasks,
+        per_task=[
+            TaskMetrics(task=t, direct=v, final=v, caa=None)
+            for t, v in zip(tasks, scores, strict=True)
+        ],
+        per_stage=[StageMetrics(stage=1, task=stage_name, ma=ma, bwt=None)],
+        summary=Summary(
+            final_ma=ma,
+            mean_ma=ma,
+            final_bwt=None,
+            mean_bwt=None,
+            mean_caa=None,
+            forgetting=None,
+            fwt=None,
+        ),
+    )

@@ -1,0 +1,11 @@
+"""Reports of one or several runs of the same stream: `report.md` with tables and PNG figures.
+
+`runs` loads run folders (results, metrics, manifest, method analyses), `tables` renders the
+Markdown (and plain-text) tables, `plots` the figures, `analysis` reads and writes the method
+analyses, `bench` is the extension point for efficiency benchmarks, and `report` puts them
+together.
+"""
+
+
+class ReportError(ValueError):
+    """Runs or files a report cannot use; the message names the file (and field)."""
