@@ -27,3 +27,20 @@ def test_baseline_config_parses_and_matches_the_lora_budget(name):
     assert config.seed == reference.seed
     # LoRA-based baselines keep finetune-lora's rank and scale (MoELoRA: in total over experts).
     assert (args.r, args.alpha) == (16, 32)
+
+
+PROMPT_BASELINES = ["l2p", "progressive-prompts"]
+
+
+@pytest.mark.parametrize("name", PROMPT_BASELINES)
+def test_prompt_baseline_config_parses_and_matches_modalprompts_budget(name):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    reference = load_config(CONFIGS / "modalprompt.yaml")
+    assert config.method.name == name
+    cls, args = method_class(name, config.method.args)
+    assert cls.name == name
+    # Prompt tuning's budget: modalprompt's data, backbone, steps, batch, lr 1e-2 and evaluation.
+    for section in ("data", "model", "train", "eval"):
+        assert asdict(getattr(config, section)) == asdict(getattr(reference, section)), section
+    assert config.seed == reference.seed and config.train.lr == 0.01
+    assert asdict(args) == asdict(cls.args_class())  # the shipped YAML is the documented default

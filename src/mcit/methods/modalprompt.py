@@ -44,12 +44,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from mcit.config import ConfigError
-from mcit.data.collate import IGNORE, Batch
+from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task
 from mcit.evaluation.analysis import StageAnalysis, analysis_matrix
 from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
 from mcit.models.backbone import BackboneError
 from mcit.models.guidance import GuidanceEncoder, GuidanceFeatures
+from mcit.models.prompting import (  # noqa: F401 (insert_after_bos: its historic home)
+    insert_after_bos,
+    prompted_inputs,
+    random_token_rows,
+    real_token_ids,
+)
 
 
 @dataclass
@@ -80,43 +86,6 @@ class ModalPromptArgs(MethodArgs):
                     f"method.args.{key}: {getattr(self, key)!r} must be "
                     f"{wanted.get(key, '≥ 0' if 'weight' in key else '≥ 1')}"
                 )
-
-
-def insert_after_bos(
-    embeds: torch.Tensor,
-    attention_mask: torch.Tensor,
-    labels: torch.Tensor | None,
-    input_ids: torch.Tensor,
-    prefix: torch.Tensor,
-    bos_token_id: int | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Splice `prefix` [B, P, d] into each row right after its BOS (or before its first token
-    when it has none), whatever the padding side: the row's padding stays where it was, the
-    attention mask covers the prefix and its labels are -100. Differentiable in `prefix`."""
-    _, width, dim = embeds.shape
-    n = prefix.shape[1]
-    if n == 0:
-        return embeds, attention_mask, labels
-    first = attention_mask.long().argmax(dim=1)  # first real token (left padding)
-    starts_with_bos = (
-        input_ids.gather(1, first[:, None]).squeeze(1) == bos_token_id
-        if bos_token_id is not None
-        else torch.zeros_like(first, dtype=torch.bool)
-    )
-    at = (first + starts_with_bos.long())[:, None]  # [B, 1] insertion point
-    pos = torch.arange(width + n, device=embeds.device)[None, :]  # [1, W + P]
-    in_prefix = (pos >= at) & (pos < at + n)
-    source = torch.where(pos < at, pos, pos - n).clamp(0, width - 1)  # [B, W + P]
-    from_tokens = embeds.gather(1, source[..., None].expand(-1, -1, dim))
-    from_prefix = prefix.to(embeds.dtype).gather(
-        1, (pos - at).clamp(0, n - 1)[..., None].expand(-1, -1, dim)
-    )
-    new_embeds = torch.where(in_prefix[..., None], from_prefix, from_tokens)
-    new_mask = torch.where(in_prefix, 1, attention_mask.gather(1, source)).to(attention_mask.dtype)
-    new_labels = None
-    if labels is not None:
-        new_labels = torch.where(in_prefix, IGNORE, labels.gather(1, source))
-    return new_embeds, new_mask, new_labels
 
 
 @dataclass
@@ -153,18 +122,7 @@ class ModalPrompt(ContinualMethod):
         )
         self.prompts = nn.ParameterList()  # P_t, one [L, d] per task
         self.projections = nn.ModuleList()  # g_t, one per task
-        self._init_token_ids = self._real_token_ids()
-
-    def _real_token_ids(self) -> torch.Tensor:
-        """Ids a prompt row may be copied from: real vocabulary, never `<image>` or a special."""
-        tokenizer = self.backbone.tokenizer
-        rows = self.backbone.input_embeddings.num_embeddings
-        special = set(tokenizer.all_special_ids) | {self.backbone.image_token_id}
-        special |= set(getattr(tokenizer, "added_tokens_decoder", {}))
-        ids = [i for i in range(min(len(tokenizer), rows)) if i not in special]
-        if not ids:
-            raise BackboneError("modalprompt: the tokenizer has no ordinary token to copy")
-        return torch.tensor(ids)
+        self._init_token_ids = real_token_ids(self.backbone, self.name)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -177,15 +135,14 @@ class ModalPrompt(ContinualMethod):
                 f"modalprompt: begin_task({task_id}) after {self.num_tasks} task(s) have prompts"
             )
         self._freeze_learned(self.num_tasks)
-        table = self.backbone.input_embeddings.weight
         # Init [code]: each row a copy of a random real token's embedding (global RNG, which
         # the runner seeds per stage, so a resumed run draws the same rows).
-        picks = self._init_token_ids[
-            torch.randint(len(self._init_token_ids), (self.args.prompt_length,))
-        ]
-        prompt = nn.Parameter(table.detach()[picks.to(table.device)].float().clone())
+        prompt = nn.Parameter(
+            random_token_rows(self.backbone, self._init_token_ids, self.args.prompt_length)
+        )
+        device = prompt.device
         d, c = self.backbone.hidden_size, self.guidance.dim
-        projection = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, c)).to(table.device)
+        projection = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, c)).to(device)
         # With both prototype-loss weights 0, g_t gets no gradient: keep it out of the optimizer.
         trains_projection = (
             self.args.prototype_loss_weight_image > 0 or self.args.prototype_loss_weight_text > 0
@@ -272,15 +229,7 @@ class ModalPrompt(ContinualMethod):
         self, batch: Batch, tasks: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Input embeddings, attention mask and labels with the prompts of `tasks` spliced in."""
-        embeds = self.backbone.embed(batch.input_ids, batch.pixel_values)
-        return insert_after_bos(
-            embeds,
-            batch.attention_mask,
-            batch.labels,
-            batch.input_ids,
-            self._prefix(tasks.to(embeds.device)),
-            self.backbone.tokenizer.bos_token_id,
-        )
+        return prompted_inputs(self.backbone, batch, self._prefix(tasks.to(self.backbone.device)))
 
     # ------------------------------------------------------------------ training
     def training_prompts(self, samples: list[Sample]) -> tuple[torch.Tensor, GuidanceFeatures]:

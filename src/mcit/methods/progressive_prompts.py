@@ -1,0 +1,106 @@
+"""Progressive Prompts (Razdaibiedina et al., ICLR 2023, "Progressive Prompts: Continual
+Learning for Language Models"), as METHODS.md's Baselines section states it.
+
+Rehearsal-free, the whole LMM frozen. Task t learns a new soft prompt `P_t ∈ R^{L×d}`, trained
+while every earlier prompt is prefixed, frozen: the input is `[BOS; P_1; …; P_t; text]`, oldest
+first and the newest nearest the text, spliced in after BOS as ModalPrompt's prompts are
+(`mcit.models.prompting`). After task t, `P_t` never changes again: it stops requiring grad and
+the trainer builds each stage's optimizer from what requires grad only; each prompt is its own
+`nn.Parameter`, so an old prompt is a tensor the optimizer never sees (bit-identical after every
+later task). Inference prefixes all T·L learned tokens and needs no task id, so its cost grows
+with the number of tasks T (ModalPrompt's and L2P's prefixes do not).
+
+Init: each row a copy of the embedding of a random real, non-special token (as the authors' T5
+code copies random vocabulary embeddings; mcit shares ModalPrompt's init). Left out: the paper's
+residual MLP reparameterisation of the prompt (its BERT set-up; not in METHODS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from mcit.config import ConfigError
+from mcit.data.collate import Batch
+from mcit.data.sample import Sample, Task
+from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
+from mcit.models.prompting import prompted_inputs, random_token_rows, real_token_ids
+
+
+@dataclass
+class ProgressivePromptsArgs(MethodArgs):
+    prompt_length: int = 10  # L, new prompt tokens per task
+
+    def __post_init__(self) -> None:
+        if self.prompt_length < 1:
+            raise ConfigError(f"method.args.prompt_length: {self.prompt_length!r} must be ≥ 1")
+
+
+@register_method
+class ProgressivePrompts(ContinualMethod):
+    name = "progressive-prompts"
+    args_class = ProgressivePromptsArgs
+    args: ProgressivePromptsArgs
+
+    def attach(self) -> None:
+        self.prompts = nn.ParameterList()  # P_t, one [L, d] per task, in stream order
+        self._init_token_ids = real_token_ids(self.backbone, self.name)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.prompts)
+
+    # ------------------------------------------------------------------ lifecycle
+    def begin_task(self, task_id: int, task: Task) -> None:
+        if task_id != self.num_tasks:
+            raise ValueError(
+                f"{self.name}: begin_task({task_id}) after {self.num_tasks} task(s) have prompts"
+            )
+        self._freeze_learned(self.num_tasks)
+        rows = random_token_rows(self.backbone, self._init_token_ids, self.args.prompt_length)
+        self.prompts.append(nn.Parameter(rows))
+
+    def end_task(self, task_id: int, task: Task, train_samples: list[Sample]) -> None:
+        self._freeze_learned(task_id + 1)
+        super().end_task(task_id, task, train_samples)
+
+    def _freeze_learned(self, n: int) -> None:
+        """The prompts of the first `n` tasks never change again."""
+        for i in range(n):
+            self.prompts[i].requires_grad_(False)
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        self._freeze_learned(min(len(self.tasks_seen), self.num_tasks))
+
+    # ------------------------------------------------------------------ prefix
+    def prefix(self, batch_size: int) -> torch.Tensor:
+        """[P_1; …; P_T] for every sample, oldest first: [B, T·L, d]. The same for every sample
+        (no task id, no selection)."""
+        every = torch.cat(list(self.prompts))  # [T·L, d]
+        return every[None].expand(batch_size, -1, -1)
+
+    def prompted_inputs(
+        self, batch: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Input embeddings, attention mask and labels with every learned prompt after BOS."""
+        return prompted_inputs(self.backbone, batch, self.prefix(len(batch)))
+
+    # ------------------------------------------------------------------ training, inference
+    def training_loss(self, batch: Batch) -> LossOutput:
+        if not self.num_tasks:
+            raise ValueError(f"{self.name}: training_loss before begin_task")
+        # Task t trains P_t behind the frozen P_1..P_{t−1}: the LM loss alone [paper].
+        embeds, mask, labels = self.prompted_inputs(batch)
+        loss = self.backbone.lm_loss(self.backbone.logits(embeds, mask), labels)
+        return LossOutput(loss, {"lm": loss.item()})
+
+    @torch.no_grad()
+    def generate(self, batch: Batch, max_new_tokens: int = 16) -> list[str]:
+        if not self.num_tasks:
+            return super().generate(batch, max_new_tokens=max_new_tokens)
+        embeds, mask, _ = self.prompted_inputs(batch)
+        return self.backbone.generate(embeds, mask, max_new_tokens=max_new_tokens)

@@ -1,0 +1,93 @@
+"""Soft prompts on a frozen LMM, shared by the prompt methods (ModalPrompt, L2P, Progressive
+Prompts): where a prompt goes in the input sequence and what it starts as.
+
+- Splicing: a prompt `[B, P, d]` goes right after each row's BOS, before the system prompt
+  [ModalPrompt code], whatever the padding side; the attention mask covers it and its labels are
+  -100 (a prompt is never a target).
+- Init [ModalPrompt code]: each prompt row starts as a copy of the input embedding of a random
+  real token — never `<image>` or a special token — drawn from the global RNG, which the runner
+  seeds per stage, so a resumed run draws the same rows.
+
+peft's prompt tuning is not used: it prepends its virtual tokens before BOS, holds one prompt
+per adapter and cannot make a sample's prompt depend on the sample, which all three methods need.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mcit.data.collate import IGNORE, Batch
+from mcit.models.backbone import Backbone, BackboneError
+
+
+def insert_after_bos(
+    embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor | None,
+    input_ids: torch.Tensor,
+    prefix: torch.Tensor,
+    bos_token_id: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Splice `prefix` [B, P, d] into each row right after its BOS (or before its first token
+    when it has none), whatever the padding side: the row's padding stays where it was, the
+    attention mask covers the prefix and its labels are -100. Differentiable in `prefix`."""
+    _, width, dim = embeds.shape
+    n = prefix.shape[1]
+    if n == 0:
+        return embeds, attention_mask, labels
+    first = attention_mask.long().argmax(dim=1)  # first real token (left padding)
+    starts_with_bos = (
+        input_ids.gather(1, first[:, None]).squeeze(1) == bos_token_id
+        if bos_token_id is not None
+        else torch.zeros_like(first, dtype=torch.bool)
+    )
+    at = (first + starts_with_bos.long())[:, None]  # [B, 1] insertion point
+    pos = torch.arange(width + n, device=embeds.device)[None, :]  # [1, W + P]
+    in_prefix = (pos >= at) & (pos < at + n)
+    source = torch.where(pos < at, pos, pos - n).clamp(0, width - 1)  # [B, W + P]
+    from_tokens = embeds.gather(1, source[..., None].expand(-1, -1, dim))
+    from_prefix = prefix.to(embeds.dtype).gather(
+        1, (pos - at).clamp(0, n - 1)[..., None].expand(-1, -1, dim)
+    )
+    new_embeds = torch.where(in_prefix[..., None], from_prefix, from_tokens)
+    new_mask = torch.where(in_prefix, 1, attention_mask.gather(1, source)).to(attention_mask.dtype)
+    new_labels = None
+    if labels is not None:
+        new_labels = torch.where(in_prefix, IGNORE, labels.gather(1, source))
+    return new_embeds, new_mask, new_labels
+
+
+def prompted_inputs(
+    backbone: Backbone, batch: Batch, prefix: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The batch's input embeddings, attention mask and labels with `prefix` [B, P, d] spliced
+    in after BOS."""
+    embeds = backbone.embed(batch.input_ids, batch.pixel_values)
+    return insert_after_bos(
+        embeds,
+        batch.attention_mask,
+        batch.labels,
+        batch.input_ids,
+        prefix.to(embeds.device),
+        backbone.tokenizer.bos_token_id,
+    )
+
+
+def real_token_ids(backbone: Backbone, method: str) -> torch.Tensor:
+    """Ids a prompt row may be copied from: real vocabulary, never `<image>` or a special."""
+    tokenizer = backbone.tokenizer
+    rows = backbone.input_embeddings.num_embeddings
+    special = set(tokenizer.all_special_ids) | {backbone.image_token_id}
+    special |= set(getattr(tokenizer, "added_tokens_decoder", {}))
+    ids = [i for i in range(min(len(tokenizer), rows)) if i not in special]
+    if not ids:
+        raise BackboneError(f"{method}: the tokenizer has no ordinary token to copy")
+    return torch.tensor(ids)
+
+
+def random_token_rows(backbone: Backbone, token_ids: torch.Tensor, n: int) -> torch.Tensor:
+    """`n` prompt rows [n, d], float32, each a copy of the input embedding of a token drawn
+    uniformly from `token_ids` with the global RNG [ModalPrompt code]."""
+    table = backbone.input_embeddings.weight
+    picks = token_ids[torch.randint(len(token_ids), (n,))]
+    return table.detach()[picks.to(table.device)].float().clone()
