@@ -135,6 +135,53 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(flag: str, text: str) -> list[int]:
+    from mcit.config import ConfigError
+
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{flag} {text}: expected comma-separated integers, e.g. 1,2,4,8"
+        ) from None
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from mcit.bench.report import bench_markdown, bench_text
+    from mcit.bench.runner import BenchSettings, run_bench
+    from mcit.config import load_config
+    from mcit.train.checkpoint import write_json_atomic, write_text_atomic
+
+    config = load_config(args.config, args.overrides)
+    settings = BenchSettings(
+        methods=[m for m in args.methods.split(",") if m.strip()] if args.methods else None,
+        tasks=_int_list("--tasks", args.tasks),
+        scaling_methods=args.scaling_methods.split(",") if args.scaling_methods else None,
+        rounds=args.rounds,
+        warmup=args.warmup,
+        stage=args.stage,
+        train_batch=args.train_batch,
+        infer_batch=args.infer_batch,
+        new_tokens=args.new_tokens,
+        task=args.task,
+        method_configs=args.method_configs,
+        dtype=args.dtype,
+        paper=not args.no_paper,
+    )
+    bench = run_bench(config, settings, progress=not args.quiet)
+    print(bench_text(bench))
+    if args.json:
+        write_json_atomic(Path(args.json), bench)
+        print(f"\nbench file: {args.json}")
+    if args.markdown:
+        out = Path(args.markdown)
+        write_text_atomic(out, bench_markdown(bench, out.parent / "plots"))
+        print(f"markdown: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcit", description="Multimodal continual instruction tuning"
@@ -186,6 +233,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the run's eval")
     p.add_argument("--json", action="store_true", help="print the answer and choices as JSON")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "bench",
+        help="parameters, training and inference cost of every method, side by side, and "
+        "inference latency against the number of learned tasks",
+    )
+    p.add_argument("--methods", default=None, help="comma-separated names or run-config YAMLs")
+    p.add_argument("--tasks", default="1,2,4,8,16,32,64", help="learned tasks T for the scaling")
+    p.add_argument("--scaling-methods", default=None, help="labels in the scaling (default: all)")
+    p.add_argument("--rounds", type=int, default=10, help="timed rounds per measurement")
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    p.add_argument("--stage", type=int, default=8, help="measure methods at this stage")
+    p.add_argument("--train-batch", type=int, default=None, help="default: train.batch_size")
+    p.add_argument("--infer-batch", type=int, default=16, help="the larger inference batch")
+    p.add_argument("--new-tokens", type=int, default=None, help="default: eval.max_new_tokens")
+    p.add_argument("--task", default=None, help="task whose samples form the batches")
+    p.add_argument(
+        "--method-configs",
+        default=None,
+        help="folder of <method>.yaml with each method's args, or 'none' for their defaults "
+        "(default: configs/coin-mini for the tiny backbone)",
+    )
+    p.add_argument("--dtype", default="auto", help="auto (bfloat16 on a GPU), float32, bfloat16")
+    p.add_argument("--no-paper", action="store_true", help="skip the LLaVA-1.5-7B accounting")
+    p.add_argument("--json", default=None, help="write the bench file (schema: docs/bench.md)")
+    p.add_argument("--markdown", default=None, help="also write the Markdown tables and plot")
+    p.add_argument("--config", default=None, help="run config YAML: backbone, data, batch")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.backbone.name=hf")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

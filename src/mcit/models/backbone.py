@@ -10,8 +10,10 @@ from `input_ids`, never by comparing embeddings, so a learned vector that happen
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,7 @@ class Backbone(nn.Module):
         self.num_image_tokens = patches + (1 if keep_cls else 0)
         self._pixel_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._pixel_cache_bytes = 0
+        self._exact_new_tokens = False  # see `exact_new_tokens`
 
     # ------------------------------------------------------------------ parts
     @property
@@ -198,6 +201,8 @@ class Backbone(nn.Module):
         """Greedy decoding from left-padded input embeddings; returns only the new text."""
         kwargs.setdefault("do_sample", False)
         kwargs.setdefault("num_beams", 1)
+        if self._exact_new_tokens:
+            kwargs.setdefault("min_new_tokens", max_new_tokens)
         out = self.model.generate(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -208,6 +213,17 @@ class Backbone(nn.Module):
         )
         # With inputs_embeds and no input_ids, generate returns only the new tokens.
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    @contextlib.contextmanager
+    def exact_new_tokens(self) -> Iterator[None]:
+        """Inside this block every `generate` call produces exactly `max_new_tokens` tokens per
+        row (EOS is suppressed until then), whatever the method passes on: `mcit bench` times
+        equal work for every method. Outside it, generation stops at EOS as usual."""
+        previous, self._exact_new_tokens = self._exact_new_tokens, True
+        try:
+            yield
+        finally:
+            self._exact_new_tokens = previous
 
 
 def load_backbone(config: BackboneConfig) -> Backbone:

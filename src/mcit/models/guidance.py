@@ -100,6 +100,12 @@ class GuidanceEncoder:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def clear_cache(self) -> None:
+        """Forget every cached feature, so the next call encodes its inputs as new ones would
+        be (`mcit bench` times each call with the CLIP forward pass it costs on unseen data)."""
+        self._image_cache.clear()
+        self._text_cache.clear()
+
     # ------------------------------------------------------------------ features
     @torch.no_grad()
     def features(

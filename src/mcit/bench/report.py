@@ -1,0 +1,438 @@
+"""A bench file as tables (Markdown for `mcit report`, plain text for the terminal) and the
+scaling figure (PNG), plus the paper's efficiency claims checked against the measurements.
+
+`bench_markdown(bench, plots_dir)` is what `mcit report` calls for `RUN/bench.json` or
+`--bench FILE`: it checks the file against the schema, writes `plots_dir/bench-scaling.png`
+when the file has a scaling section, and returns the Markdown section that links it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mcit.bench.schema import validate_bench
+
+SCALING_PLOT = "bench-scaling.png"
+# Targets of issue 6 for ModalPrompt.
+TARGET_SPEED_VS_MOELORA = 1.3
+TARGET_SPEED_VS_BASE = 0.9
+TARGET_GROWTH_64_VS_8 = 1.10
+# [paper Tab. 5] (METHODS.md, ModalPrompt point 11), ModalPrompt vs MoELoRA.
+PAPER_SPEED_VS_MOELORA = 3.43 / 2.41
+PAPER_TRAIN_TIME_VS_MOELORA = 3.81 / 10.74
+
+
+# ---------------------------------------------------------------------------- formatting
+def _count(n: int | None) -> str:
+    if n is None:
+        return "–"
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.{digits}g}" if abs(x) < 10**digits else f"{x:,.0f}"
+
+
+def _summary(s: dict | None, scale: float = 1.0, digits: int = 3) -> str:
+    """median [q1–q3]"""
+    if not s:
+        return "–"
+    return (
+        f"{_num(s['median'] * scale, digits)} "
+        f"[{_num(s['q1'] * scale, digits)}–{_num(s['q3'] * scale, digits)}]"
+    )
+
+
+def _ratio(vs: dict | None, ref: str, kind: str) -> str:
+    if not vs or ref not in vs:
+        return "–"
+    s = vs[ref][kind]
+    return f"{s['median']:.2f}× [{s['q1']:.2f}–{s['q3']:.2f}]"
+
+
+def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    out = [headers, ["-" * w for w in widths], *rows]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in out
+    )
+
+
+def _inference(entry: dict, batch: int) -> dict | None:
+    return next((i for i in entry.get("inference", []) if i["batch"] == batch), None)
+
+
+# ---------------------------------------------------------------------------- tables
+def parameters_training_table(bench: dict, markdown: bool) -> str:
+    refs = bench["settings"]["references"]
+    headers = [
+        "method",
+        "trainable",
+        "trainable %",
+        "added",
+        "train s/step",
+        "samples/s",
+        "time × MoELoRA",
+        "peak MB",
+        "rise MB",
+    ]
+    rows = []
+    for label, e in bench["methods"].items():
+        p, t = e["parameters"], e.get("train")
+        memory = (t or {}).get("memory") or {}
+        rows.append(
+            [
+                label,
+                _count(p["trainable"]),
+                f"{p['trainable_pct']:.3g}",
+                _count(p["added"]),
+                _summary(t["step_seconds"]) if t else "–",
+                _summary(t["samples_per_second"]) if t else "–",
+                _ratio(t["vs"], refs["moelora"], "time") if t else "–",
+                _num(memory.get("peak_mb"), 4),
+                _num(memory.get("rise_mb"), 3),
+            ]
+        )
+    return _table(headers, rows, markdown)
+
+
+def inference_table(bench: dict, markdown: bool) -> str:
+    refs = bench["settings"]["references"]
+    batches = bench["settings"]["infer_batches"]
+    headers = ["method", "LM prefill tokens"]
+    for b in batches:
+        headers += [
+            f"b{b} ms/sample",
+            f"b{b} tokens/s",
+            f"b{b} speed × base",
+            f"b{b} speed × MoELoRA",
+        ]
+    headers += [f"b{batches[-1]} rise MB"]
+    rows = []
+    for label, e in bench["methods"].items():
+        first = _inference(e, batches[0]) or {}
+        row = [label, str(first.get("prefill_tokens", "–"))]
+        for b in batches:
+            inf = _inference(e, b)
+            if inf is None:
+                row += ["–"] * 4
+                continue
+            row += [
+                _summary(inf["latency_per_sample_s"], 1e3),
+                _summary(inf["tokens_per_second"]),
+                _ratio(inf["vs"], refs["base"], "speed"),
+                _ratio(inf["vs"], refs["moelora"], "speed"),
+            ]
+        last = _inference(e, batches[-1]) or {}
+        row.append(_num((last.get("memory") or {}).get("rise_mb"), 3))
+        rows.append(row)
+    return _table(headers, rows, markdown)
+
+
+def scaling_table(bench: dict, markdown: bool) -> str:
+    """Median latency per sample (ms) at each number of learned tasks T."""
+    scaling = bench["scaling"]
+    tasks = scaling["tasks"]
+    rows = []
+    for label, entries in scaling["methods"].items():
+        by_t = {e["tasks"]: e for e in entries}
+        rows.append(
+            [label] + [_summary(by_t[t]["latency_s"], 1e3) if t in by_t else "–" for t in tasks]
+        )
+    return _table(["method"] + [f"T={t}" for t in tasks], rows, markdown)
+
+
+def growth_table(bench: dict, markdown: bool) -> str:
+    """Latency at each T over that at the reference T: relative to the base model measured in
+    the same rounds (drift cancelled), then raw."""
+    scaling = bench["scaling"]
+    tasks = scaling["tasks"]
+    rows = []
+    for label, entries in scaling["methods"].items():
+        g = scaling.get("growth", {}).get(label)
+        if not g:
+            continue
+        by_t = dict(zip([e["tasks"] for e in entries], range(len(entries)), strict=True))
+        cells = []
+        for t in tasks:
+            if t not in by_t:
+                cells.append("–")
+                continue
+            i = by_t[t]
+            normalised = g["base_normalised"][i]
+            cells.append(
+                f"{'–' if normalised is None else f'{normalised:.3f}'} ({g['raw'][i]:.3f})"
+            )
+        rows.append([label] + cells)
+    return _table(["method"] + [f"T={t}" for t in tasks], rows, markdown)
+
+
+def prefix_table(bench: dict, markdown: bool) -> str:
+    """LM input length (prefill) per T: prompts a method prepends grow with T or not."""
+    scaling = bench["scaling"]
+    tasks = scaling["tasks"]
+    headers = ["method"] + [f"T={t}" for t in tasks]
+    rows = []
+    for label, entries in scaling["methods"].items():
+        by_t = {e["tasks"]: e for e in entries}
+        rows.append(
+            [label] + [str(by_t[t].get("prefill_tokens", "–")) if t in by_t else "–" for t in tasks]
+        )
+    return _table(headers, rows, markdown)
+
+
+def paper_table(bench: dict, markdown: bool) -> str:
+    paper = bench["paper_accounting"]
+    headers = ["method", "tasks", "trainable", "total", "trainable %", "paper %", "nearest reading"]
+    rows = []
+    for name, e in paper["methods"].items():
+        nearest = next((v for v in e["variants"] if v["label"] == e.get("nearest_variant")), None)
+        rows.append(
+            [
+                name,
+                str(e["tasks"]),
+                _count(e["trainable"]),
+                _count(e["total"]),
+                f"{e['trainable_pct']:.3f}",
+                "–" if e.get("paper_pct") is None else f"{e['paper_pct']:.2f}",
+                f"{nearest['pct']:.3f}: {nearest['label']}" if nearest else "–",
+            ]
+        )
+    return _table(headers, rows, markdown)
+
+
+# ---------------------------------------------------------------------------- claims
+def claims(bench: dict) -> list[dict[str, Any]]:
+    """The paper's efficiency claims for ModalPrompt, each with the measured value and, where
+    issue 6 sets a target, whether it is met. Empty when ModalPrompt or MoELoRA is missing."""
+    methods = bench["methods"]
+    refs = bench["settings"]["references"]
+    mp, moe = methods.get("modalprompt"), methods.get(refs["moelora"])
+    out: list[dict[str, Any]] = []
+    if mp is None or moe is None:
+        return out
+    for inf in mp.get("inference", []):
+        b = inf["batch"]
+        speed = inf["vs"].get(refs["moelora"], {}).get("speed", {}).get("median")
+        base = inf["vs"].get(refs["base"], {}).get("speed", {}).get("median")
+        if speed is not None:
+            out.append(
+                {
+                    "claim": f"inference throughput × MoELoRA (batch {b})",
+                    "paper": PAPER_SPEED_VS_MOELORA,
+                    "measured": speed,
+                    "target": f"≥ {TARGET_SPEED_VS_MOELORA}",
+                    "met": speed >= TARGET_SPEED_VS_MOELORA,
+                }
+            )
+        if base is not None:
+            out.append(
+                {
+                    "claim": f"inference throughput × base model (batch {b})",
+                    "paper": None,
+                    "measured": base,
+                    "target": f"≥ {TARGET_SPEED_VS_BASE}",
+                    "met": base >= TARGET_SPEED_VS_BASE,
+                }
+            )
+    train = mp.get("train") or {}
+    time_ratio = train.get("vs", {}).get(refs["moelora"], {}).get("time", {}).get("median")
+    if time_ratio is not None:
+        out.append(
+            {
+                "claim": "training time × MoELoRA (per optimizer step)",
+                "paper": PAPER_TRAIN_TIME_VS_MOELORA,
+                "measured": time_ratio,
+                "target": "< 1 (faster), paper 0.35",
+                "met": time_ratio < 1.0,
+            }
+        )
+    out.append(
+        {
+            "claim": "trainable % (current backbone): ModalPrompt vs MoELoRA",
+            "paper": "0.27 vs 4.73",
+            "measured": f"{mp['parameters']['trainable_pct']:.3g} vs "
+            f"{moe['parameters']['trainable_pct']:.3g}",
+            "target": "ModalPrompt smaller",
+            "met": mp["parameters"]["trainable_pct"] < moe["parameters"]["trainable_pct"],
+        }
+    )
+    scaling = bench.get("scaling") or {}
+    growth = (scaling.get("growth") or {}).get("modalprompt")
+    if growth and 64 in scaling["tasks"] and growth.get("reference_tasks") == 8:
+        i = scaling["tasks"].index(64)
+        for kind in ("base_normalised", "raw"):
+            value = growth[kind][i]
+            if value is not None:
+                out.append(
+                    {
+                        "claim": f"latency at T=64 / at T=8 ({kind.replace('_', ' ')})",
+                        "paper": "flat",
+                        "measured": value,
+                        "target": f"≤ {TARGET_GROWTH_64_VS_8}",
+                        "met": value <= TARGET_GROWTH_64_VS_8,
+                    }
+                )
+    return out
+
+
+def claims_table(bench: dict, markdown: bool) -> str:
+    rows = []
+    for c in claims(bench):
+        paper, measured = c["paper"], c["measured"]
+        rows.append(
+            [
+                c["claim"],
+                f"{paper:.2f}" if isinstance(paper, float) else str(paper or "–"),
+                f"{measured:.3f}" if isinstance(measured, float) else str(measured),
+                c["target"],
+                "yes" if c["met"] else "no",
+            ]
+        )
+    return _table(["claim", "paper", "measured", "target", "met"], rows, markdown)
+
+
+# ---------------------------------------------------------------------------- figure
+def scaling_figure(bench: dict, path: Path) -> Path:
+    """Latency per sample (median, IQR bars) against T, and the same relative to the base."""
+    scaling = bench["scaling"]
+    fig = Figure(figsize=(10.5, 4.2))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for label, entries in scaling["methods"].items():
+        ts = [e["tasks"] for e in entries]
+        med = [e["latency_s"]["median"] * 1e3 for e in entries]
+        low = [m - e["latency_s"]["q1"] * 1e3 for m, e in zip(med, entries, strict=True)]
+        high = [e["latency_s"]["q3"] * 1e3 - m for m, e in zip(med, entries, strict=True)]
+        left.errorbar(ts, med, yerr=[low, high], marker="o", capsize=3, label=label)
+        rel = [(e, e.get("vs_base")) for e in entries]
+        if all(v for _, v in rel):
+            right.plot(ts, [v["time"]["median"] for _, v in rel], marker="o", label=label)
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(scaling["tasks"], labels=[str(t) for t in scaling["tasks"]])
+        ax.set_xlabel("learned tasks T")
+        ax.grid(alpha=0.3)
+    left.set_ylabel(f"latency per sample, ms (batch {scaling['batch']})")
+    left.set_title(f"Inference latency, {scaling['new_tokens']} new tokens")
+    right.set_ylabel("latency × base model (pair by pair, median)")
+    right.set_title("Relative to the base model")
+    left.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------- documents
+def _settings_line(bench: dict) -> str:
+    s, env = bench["settings"], bench.get("environment", {})
+    device = env.get("gpu") or env.get("device", "?")
+    return (
+        f"{bench.get('backbone', {}).get('name', '?')} backbone "
+        f"({_count(bench.get('backbone', {}).get('parameters'))} parameters), {s.get('dtype')}, "
+        f"{device}, {env.get('torch_threads', '?')} threads; task {s.get('task')}; "
+        f"methods at stage {s['stage']}; {s['rounds']} rounds after {s.get('warmup')} warm-up, "
+        f"interleaved; timer {s.get('timer')}; {s['new_tokens']} new tokens per sample; "
+        f"training batch {s['train_batch']}. Cells: median [q1–q3]; ratios pair by pair."
+    )
+
+
+def bench_markdown(bench: dict, plots_dir: str | Path, link_dir: str | None = None) -> str:
+    """The bench section of a report: settings, tables, claims and the scaling figure, written
+    to `plots_dir/bench-scaling.png` and linked as `<link_dir>/bench-scaling.png` (default: the
+    folder's name, for a report written beside `plots_dir`)."""
+    validate_bench(bench)
+    plots_dir = Path(plots_dir)
+    parts = [
+        "## Efficiency benchmark (`mcit bench`)",
+        "",
+        _settings_line(bench),
+        "",
+        f"### Parameters and training (training state at stage {bench['settings']['stage']})",
+        "",
+        parameters_training_table(bench, markdown=True),
+        "",
+        "Peak MB is the whole process's peak during the method's calls (all methods share one "
+        "process); rise MB is how far a call rose above what was in use when it began.",
+        "",
+        f"### Inference after {bench['settings']['stage']} tasks",
+        "",
+        inference_table(bench, markdown=True),
+    ]
+    if bench.get("scaling"):
+        scaling_figure(bench, plots_dir / SCALING_PLOT)
+        link = f"{link_dir if link_dir is not None else plots_dir.name}/{SCALING_PLOT}"
+        parts += [
+            "",
+            f"### Scaling with the number of learned tasks (batch {bench['scaling']['batch']})",
+            "",
+            scaling_table(bench, markdown=True),
+            "",
+            f"Latency over that at T={bench['scaling']['reference_tasks']}, ÷ the base model's "
+            "(pair by pair, so a change of machine speed between the blocks of T cancels), "
+            "and raw in parentheses:",
+            "",
+            growth_table(bench, markdown=True),
+            "",
+            "LM input tokens at the first generation step (prompts included):",
+            "",
+            prefix_table(bench, markdown=True),
+            "",
+            f"![inference latency against learned tasks]({link})",
+        ]
+    if claims(bench):
+        parts += ["", "### The paper's efficiency claims", "", claims_table(bench, markdown=True)]
+    if bench.get("paper_accounting"):
+        parts += [
+            "",
+            "### Trainable parameters on LLaVA-1.5-7B (counted without weights)",
+            "",
+            paper_table(bench, markdown=True),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def bench_text(bench: dict) -> str:
+    """The same tables for a terminal."""
+    parts = [
+        _settings_line(bench),
+        "",
+        f"Parameters and training (training state at stage {bench['settings']['stage']})",
+        parameters_training_table(bench, markdown=False),
+        "",
+        f"Inference after {bench['settings']['stage']} tasks",
+        inference_table(bench, markdown=False),
+    ]
+    if bench.get("scaling"):
+        parts += [
+            "",
+            f"Scaling: latency per sample at batch {bench['scaling']['batch']}, ms",
+            scaling_table(bench, markdown=False),
+            "",
+            f"Latency over that at T={bench['scaling']['reference_tasks']}: ÷ base (raw)",
+            growth_table(bench, markdown=False),
+            "",
+            "LM input tokens at the first generation step",
+            prefix_table(bench, markdown=False),
+        ]
+    if claims(bench):
+        parts += ["", "The paper's efficiency claims (ModalPrompt)", claims_table(bench, False)]
+    if bench.get("paper_accounting"):
+        parts += ["", "Trainable parameters on LLaVA-1.5-7B", paper_table(bench, False)]
+    return "\n".join(parts)
