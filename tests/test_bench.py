@@ -327,6 +327,14 @@ def test_bench_file_follows_the_schema(bench_file):
     assert mp["args_source"] == "defaults" and base["train"] is None
     assert mp["parameters"]["trainable"] == 4400 and mp["parameters"]["added"] == 8800
     assert mp["parameters"]["helpers"] > 0  # the guidance CLIP, outside the method's state
+    # AdamW holds two float32 moments per trainable value and a float32 step per tensor
+    # (P_t, and the weight and bias of g_t's two linears).
+    assert mp["train"]["optimizer_state_bytes"] == 2 * 4 * 4400 + 5 * 4
+    held = mp["parameters"]["bytes"] + mp["parameters"]["helpers_bytes"]
+    memory = mp["train"]["memory"]
+    assert memory["alone_estimate_mb"] == pytest.approx(
+        (held + 2 * 4 * 4400 + 5 * 4) / 2**20 + (memory["rise_mb"] or 0), abs=1e-3
+    )
     for entry in bench["methods"].values():
         assert [i["batch"] for i in entry["inference"]] == [1, 2]
         for inf in entry["inference"]:
