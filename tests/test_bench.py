@@ -56,18 +56,22 @@ def _lora_per_layer(h: int, m: int, r: int) -> int:
 
 
 # ---------------------------------------------------------------------------- parameters
-def test_the_micro_backbone_counts_as_its_config_says(backbone):
-    lm = backbone.model.config.text_config
-    vision = backbone.model.config.vision_config
+def _llava_by_hand(config) -> int:
+    """A llava-hf LLaVA's parameters from its config: Llama LM with an untied head, CLIP vision
+    tower (biased projections, pre and post layer norms), 2-layer MLP projector with biases."""
+    lm, vision = config.text_config, config.vision_config
     h, m, v, n = lm.hidden_size, lm.intermediate_size, lm.vocab_size, lm.num_hidden_layers
     llama = v * h + n * (4 * h * h + 3 * h * m + 2 * h) + h + v * h  # embed, layers, norm, head
-    w, p = vision.hidden_size, vision.patch_size
+    w, f, p = vision.hidden_size, vision.intermediate_size, vision.patch_size
     positions = (vision.image_size // p) ** 2 + 1
-    layer = 4 * (w * w + w) + 2 * 2 * w + (w * 4 * w + 4 * w) + (4 * w * w + w)
+    layer = 4 * (w * w + w) + 2 * 2 * w + (w * f + f) + (f * w + w)
     clip = 3 * p * p * w + w + positions * w + 2 * w + vision.num_hidden_layers * layer + 2 * w
     projector = (w * h + h) + (h * h + h)
-    assert vision.intermediate_size == 4 * w
-    assert _numel(backbone) == llama + clip + projector
+    return llama + clip + projector
+
+
+def test_the_micro_backbone_counts_as_its_config_says(backbone):
+    assert _numel(backbone) == _llava_by_hand(backbone.model.config)
 
 
 def test_counts_are_exact_for_lora_moelora_modalprompt_and_o_lora(backbone):
@@ -113,8 +117,7 @@ def test_methods_share_frozen_weights_and_full_fine_tuning_gets_its_own(backbone
 def test_llava_15_7b_accounting_without_weights():
     model = meta_llava_backbone()
     assert model.input_embeddings.weight.is_meta
-    assert _numel(model) == 7_063_427_072  # llava-1.5-7b-hf's parameter count
-    assert llava_15_7b_config().text_config.vocab_size == 32064
+    assert _numel(model) == _llava_by_hand(llava_15_7b_config()) == 7_063_427_072  # 7.06B
     d, c, r, experts, m, layers = 4096, 768, 128, 8, 11008, 32
     per_task = 10 * d + (d * d + d) + (d * c + c)
     assert per_task == 19_968_768
@@ -327,6 +330,14 @@ def test_bench_file_follows_the_schema(bench_file):
     assert mp["args_source"] == "defaults" and base["train"] is None
     assert mp["parameters"]["trainable"] == 4400 and mp["parameters"]["added"] == 8800
     assert mp["parameters"]["helpers"] > 0  # the guidance CLIP, outside the method's state
+    # AdamW holds two float32 moments per trainable value and a float32 step per tensor
+    # (P_t, and the weight and bias of g_t's two linears).
+    assert mp["train"]["optimizer_state_bytes"] == 2 * 4 * 4400 + 5 * 4
+    held = mp["parameters"]["bytes"] + mp["parameters"]["helpers_bytes"]
+    memory = mp["train"]["memory"]
+    assert memory["alone_estimate_mb"] == pytest.approx(
+        (held + 2 * 4 * 4400 + 5 * 4) / 2**20 + (memory["rise_mb"] or 0), abs=1e-3
+    )
     for entry in bench["methods"].values():
         assert [i["batch"] for i in entry["inference"]] == [1, 2]
         for inf in entry["inference"]:

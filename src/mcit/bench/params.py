@@ -55,6 +55,7 @@ class ParameterCount:
     backbone: int
     helpers: int  # e.g. the guidance CLIP: frozen, not part of the method's state
     bytes: int  # memory of the method module's parameters and buffers
+    helpers_bytes: int = 0  # memory of the helpers' parameters and buffers
 
     @property
     def added(self) -> int:
@@ -91,10 +92,16 @@ def guidance_encoders(method: ContinualMethod) -> list[GuidanceEncoder]:
 
 def count_method(method: ContinualMethod, backbone_parameters: int) -> ParameterCount:
     trainable, total = count_parameters(method)
-    helpers = sum(
-        sum(p.numel() for p in encoder.model.parameters()) for encoder in guidance_encoders(method)
+    encoders = [encoder.model for encoder in guidance_encoders(method)]
+    helpers = sum(p.numel() for model in encoders for p in model.parameters())
+    return ParameterCount(
+        trainable,
+        total,
+        backbone_parameters,
+        helpers,
+        tensor_bytes(method),
+        sum(tensor_bytes(model) for model in encoders),
     )
-    return ParameterCount(trainable, total, backbone_parameters, helpers, tensor_bytes(method))
 
 
 def modalprompt_task_parameters(d: int, c: int, prompt_length: int) -> int:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -89,6 +90,7 @@ def parameters_training_table(bench: dict, markdown: bool) -> str:
         "time × MoELoRA",
         "peak MB",
         "rise MB",
+        "alone MB (est.)",
     ]
     rows = []
     for label, e in bench["methods"].items():
@@ -105,6 +107,7 @@ def parameters_training_table(bench: dict, markdown: bool) -> str:
                 _ratio(t["vs"], refs["moelora"], "time") if t else "–",
                 _num(memory.get("peak_mb"), 4),
                 _num(memory.get("rise_mb"), 3),
+                _num(memory.get("alone_estimate_mb"), 4),
             ]
         )
     return _table(headers, rows, markdown)
@@ -312,15 +315,19 @@ def scaling_figure(bench: dict, path: Path) -> Path:
     scaling = bench["scaling"]
     fig = Figure(figsize=(10.5, 4.2))
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for label, entries in scaling["methods"].items():
+    labels = list(scaling["methods"])
+    palette = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    markers = "os^vD<>phX*"
+    for i, label in enumerate(labels):  # one colour and marker per method in both panels
+        entries = scaling["methods"][label]
+        style = {"color": palette(i % palette.N), "marker": markers[i % len(markers)]}
         ts = [e["tasks"] for e in entries]
         med = [e["latency_s"]["median"] * 1e3 for e in entries]
         low = [m - e["latency_s"]["q1"] * 1e3 for m, e in zip(med, entries, strict=True)]
         high = [e["latency_s"]["q3"] * 1e3 - m for m, e in zip(med, entries, strict=True)]
-        left.errorbar(ts, med, yerr=[low, high], marker="o", capsize=3, label=label)
-        rel = [(e, e.get("vs_base")) for e in entries]
-        if all(v for _, v in rel):
-            right.plot(ts, [v["time"]["median"] for _, v in rel], marker="o", label=label)
+        left.errorbar(ts, med, yerr=[low, high], capsize=3, label=label, **style)
+        if all(e.get("vs_base") for e in entries):
+            right.plot(ts, [e["vs_base"]["time"]["median"] for e in entries], **style)
     for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.set_xticks(scaling["tasks"], labels=[str(t) for t in scaling["tasks"]])
@@ -328,6 +335,7 @@ def scaling_figure(bench: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
     left.set_ylabel(f"latency per sample, ms (batch {scaling['batch']})")
     left.set_title(f"Inference latency, {scaling['new_tokens']} new tokens")
+    right.axhline(1.0, color="#888888", linewidth=0.8)
     right.set_ylabel("latency × base model (pair by pair, median)")
     right.set_title("Relative to the base model")
     left.legend(fontsize=8)
@@ -353,11 +361,18 @@ def _settings_line(bench: dict) -> str:
     )
 
 
-def bench_markdown(bench: dict, plots_dir: str | Path, link_dir: str | None = None) -> str:
+def bench_markdown(
+    bench: dict,
+    plots_dir: str | Path,
+    link_dir: str | None = None,
+    plot_name: str = SCALING_PLOT,
+    source: str = "bench",
+) -> str:
     """The bench section of a report: settings, tables, claims and the scaling figure, written
-    to `plots_dir/bench-scaling.png` and linked as `<link_dir>/bench-scaling.png` (default: the
-    folder's name, for a report written beside `plots_dir`)."""
-    validate_bench(bench)
+    to `plots_dir/<plot_name>` and linked as `<link_dir>/<plot_name>` (default: the folder's
+    name, for a report written beside `plots_dir`; give each bench file its own `plot_name`).
+    A file that does not follow the schema raises BenchError naming `source` and the field."""
+    validate_bench(bench, source)
     plots_dir = Path(plots_dir)
     parts = [
         "## Efficiency benchmark (`mcit bench`)",
@@ -369,15 +384,19 @@ def bench_markdown(bench: dict, plots_dir: str | Path, link_dir: str | None = No
         parameters_training_table(bench, markdown=True),
         "",
         "Peak MB is the whole process's peak during the method's calls (all methods share one "
-        "process); rise MB is how far a call rose above what was in use when it began.",
+        "process); rise MB is how far a call rose above what was in use when it began. On a "
+        "CPU that is resident memory, and the allocator keeps what earlier calls freed, so a "
+        "rise shows only growth beyond it (often 0). Alone MB estimates what training the method "
+        "alone would hold: its tensors (backbone and frozen helpers included), the optimizer "
+        "state and the step's rise.",
         "",
         f"### Inference after {bench['settings']['stage']} tasks",
         "",
         inference_table(bench, markdown=True),
     ]
     if bench.get("scaling"):
-        scaling_figure(bench, plots_dir / SCALING_PLOT)
-        link = f"{link_dir if link_dir is not None else plots_dir.name}/{SCALING_PLOT}"
+        scaling_figure(bench, plots_dir / plot_name)
+        link = f"{link_dir if link_dir is not None else plots_dir.name}/{plot_name}"
         parts += [
             "",
             f"### Scaling with the number of learned tasks (batch {bench['scaling']['batch']})",

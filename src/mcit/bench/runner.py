@@ -45,6 +45,7 @@ from mcit.bench.replay import TaskReplay
 from mcit.bench.scaling import measure_scaling
 from mcit.bench.schema import SCHEMA
 from mcit.bench.timing import (
+    MB,
     Call,
     Clock,
     Measurements,
@@ -152,6 +153,14 @@ def ratios_against(
     return out
 
 
+def alone_estimate_mb(parameters: dict, optimizer_bytes: int, rise_mb: float | None) -> float:
+    """What training the method alone would hold: its tensors (backbone included) and frozen
+    helpers, AdamW's state, and the step's measured rise (activations and gradients; a lower
+    bound on a CPU, whose allocator reuses freed pages)."""
+    held = parameters["bytes"] + parameters["helpers_bytes"] + optimizer_bytes
+    return round(held / MB + (rise_mb or 0.0), 3)
+
+
 # ---------------------------------------------------------------------------- the bench
 def _device_and_dtype(config: RunConfig, settings: BenchSettings) -> tuple[torch.device, str]:
     device = make_accelerator(config).device
@@ -255,12 +264,19 @@ def run_bench(config: RunConfig, settings: BenchSettings, progress: bool = True)
             results[label]["train"] = None
             continue
         seconds = trained[label].seconds
+        train_memory = trained[label].memory(memory)
+        optimizer_bytes = steps[label].state_bytes()
         results[label]["train"] = {
             "batch": train_batch_size,
             "step_seconds": summarize(seconds).to_dict(),
             "samples_per_second": summarize([train_batch_size / s for s in seconds]).to_dict(),
-            "memory": trained[label].memory(memory),
-            "optimizer_state_bytes": steps[label].state_bytes(),
+            "memory": {
+                **train_memory,
+                "alone_estimate_mb": alone_estimate_mb(
+                    results[label]["parameters"], optimizer_bytes, train_memory["rise_mb"]
+                ),
+            },
+            "optimizer_state_bytes": optimizer_bytes,
             "vs": ratios_against(trained, label, (BASE, MOELORA)),
         }
     del steps
