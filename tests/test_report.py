@@ -272,6 +272,19 @@ def test_last_stage_analyses_are_rendered(three_runs, tmp_path: Path) -> None:
     assert read_analysis(analysis_path(run, 3, "selection")).values[1][2] is None
 
 
+def test_per_stage_analysis_values_are_tabulated(three_runs, tmp_path: Path) -> None:
+    path = three_runs[0] / "results.json"
+    results = json.loads(path.read_text())
+    results["stages"][1]["analysis"] = {"selection_accuracy_top1": 0.875}
+    results["stages"][2]["analysis"] = {"selection_accuracy_top1": 0.5, "k": 2}
+    path.write_text(json.dumps(results))
+    md = write_report(three_runs, tmp_path / "out").path.read_text()
+    assert _table(md, "Values the methods recorded after each stage") == [
+        ["finetune", "selection_accuracy_top1", "–", "0.875", "0.500"],
+        ["finetune", "k", "–", "–", "2.000"],
+    ]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

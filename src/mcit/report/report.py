@@ -18,6 +18,7 @@ from mcit.report.plots import efficiency_figure, heatmap, stage_curves_figure
 from mcit.report.runs import RunRecord, load_runs, setting_differences
 from mcit.report.tables import (
     BWT_NOTE,
+    analysis_summary_table,
     efficiency_tables,
     markdown_table,
     per_stage_table,
@@ -182,8 +183,12 @@ def write_report(
     ]
 
     with_analyses = [r for r in runs if r.analyses]
-    if with_analyses:
+    summaries = analysis_summary_table(runs)
+    if with_analyses or summaries:
         md += ["## Method analyses (last stage)", ""]
+    if summaries:
+        md += ["Values the methods recorded after each stage:", "", summaries, ""]
+    if with_analyses:
         for run in with_analyses:
             stage = run.analyses[0].stage
             md += [f"### {run.display} — after stage {stage}", ""]

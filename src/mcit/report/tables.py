@@ -13,6 +13,7 @@ from mcit.report.runs import NOT_REHEARSAL_FREE_MARK, RunRecord
 
 __all__ = [
     "BWT_NOTE",
+    "analysis_summary_table",
     "efficiency_tables",
     "fmt",
     "markdown_table",
@@ -259,4 +260,30 @@ def rehearsal_note(runs: Sequence[RunRecord]) -> str:
     return (
         f"{NOT_REHEARSAL_FREE_MARK} not rehearsal-free: keeps samples of earlier tasks "
         f"({', '.join(flagged)}); shown as a reference, not comparable with rehearsal-free methods."
+    )
+
+
+def analysis_summary_table(runs: Sequence[RunRecord]) -> str:
+    """The scalars a method recorded per stage beside its analyses (results.json
+    ``stages[t].analysis``, e.g. ModalPrompt's selection accuracy); empty when none did."""
+    n_stages = max(len(run.stages) for run in runs)
+    rows = []
+    for run in runs:
+        keys: list[str] = []
+        for stage in run.stages:
+            extra = stage.get("analysis")
+            if isinstance(extra, dict):
+                keys += [k for k in extra if k not in keys]
+        for key in keys:
+            cells = []
+            for t in range(n_stages):
+                extra = run.stages[t].get("analysis") if t < len(run.stages) else None
+                value = extra.get(key) if isinstance(extra, dict) else None
+                number = isinstance(value, int | float) and not isinstance(value, bool)
+                cells.append(format(value, ".3f") if number else MISSING)
+            rows.append([run.display, key, *cells])
+    if not rows:
+        return ""
+    return markdown_table(
+        ["method", "value", *(f"stage {t + 1}" for t in range(n_stages))], rows, left=2
     )
