@@ -87,3 +87,38 @@ def micro_overrides(
     ]
     overrides += [f"{k}={v}" for k, v in extra.items()]
     return overrides
+
+
+@pytest.fixture(scope="session")
+def bench_file(micro_backbone_dirs, micro_benchmark, tmp_path_factory) -> Path:
+    """A real `mcit bench` file on the micro backbone (ModalPrompt and the base, T = 1, 2)."""
+    from mcit.cli import main
+
+    out = tmp_path_factory.mktemp("bench-run")
+    configs = out / "method-configs"
+    configs.mkdir()
+    (configs / "moelora.yaml").write_text(
+        "method:\n  name: moelora\n  args: {r: 8, alpha: 16, experts: 4}\n"
+    )
+    path = out / "bench.json"
+    code = main(
+        [
+            "bench",
+            "--methods", "modalprompt",
+            "--tasks", "1,2",
+            "--rounds", "3",
+            "--warmup", "0",
+            "--stage", "2",
+            "--train-batch", "2",
+            "--infer-batch", "2",
+            "--new-tokens", "3",
+            "--method-configs", str(configs),
+            "--no-paper",
+            "--quiet",
+            "--json", str(path),
+            "--markdown", str(out / "report" / "bench.md"),
+            *micro_overrides(micro_benchmark, out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    return path

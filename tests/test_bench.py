@@ -286,36 +286,7 @@ def test_task_replay_leaves_the_last_stage_open(backbone):
 
 
 # ---------------------------------------------------------------------------- the bench file
-@pytest.fixture(scope="module")
-def bench_file(micro_backbone_dirs, micro_benchmark, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench-run")
-    configs = out / "method-configs"
-    configs.mkdir()
-    (configs / "moelora.yaml").write_text(
-        "method:\n  name: moelora\n  args: {r: 8, alpha: 16, experts: 4}\n"
-    )
-    path = out / "bench.json"
-    code = main(
-        [
-            "bench",
-            "--methods", "modalprompt",
-            "--tasks", "1,2",
-            "--rounds", "3",
-            "--warmup", "0",
-            "--stage", "2",
-            "--train-batch", "2",
-            "--infer-batch", "2",
-            "--new-tokens", "3",
-            "--method-configs", str(configs),
-            "--no-paper",
-            "--quiet",
-            "--json", str(path),
-            "--markdown", str(out / "report" / "bench.md"),
-            *micro_overrides(micro_benchmark, out),
-        ]
-    )  # fmt: skip
-    assert code == 0
-    return path
+# `bench_file` (a real micro bench run) is a session fixture in conftest: the report tests use it too.
 
 
 def test_bench_file_follows_the_schema(bench_file):

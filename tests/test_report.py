@@ -306,20 +306,48 @@ def test_bad_analysis_files_name_file_and_field(tmp_path: Path, change: dict, me
 
 
 # ------------------------------------------------------------------------------ bench, CLI
-def test_bench_json_is_shown_as_recorded(three_runs, tmp_path: Path) -> None:
-    (three_runs[0] / "bench.json").write_text(json.dumps({"tokens_per_second": 123.5}))
+def test_bench_files_are_rendered_with_their_tables_and_figures(
+    three_runs, bench_file: Path, tmp_path: Path
+) -> None:
+    """A run's bench.json and an explicit --bench file each get the bench renderer's section,
+    in that order (explicit first), with their own scaling figure; the numbers in the tables
+    are the file's."""
+    bench = json.loads(bench_file.read_text())
+    (three_runs[0] / "bench.json").write_text(json.dumps(bench))
     extra = tmp_path / "extra-bench.json"
-    extra.write_text(json.dumps({"peak_memory_mb": 42}))
-    md = write_report(three_runs, tmp_path / "out", bench=extra).path.read_text()
-    section = md.split("## Efficiency benchmark", 1)[1]
-    assert '"peak_memory_mb": 42' in section and '"tokens_per_second": 123.5' in section
-    assert section.index("extra-bench.json") < section.index(
-        "bench.json`:", section.index("finetune")
-    )
+    extra.write_text(json.dumps(bench))
+    out = tmp_path / "out"
+    md = write_report(three_runs, out, bench=extra).path.read_text()
+    sections = md.split("## Efficiency benchmark (`mcit bench`)")[1:]
+    assert len(sections) == 2
+    assert f"From `{extra}`." in sections[0]
+    assert f"From `{three_runs[0] / 'bench.json'}`." in sections[1]
+    for section in sections:
+        assert "### Parameters and training" in section and "### Inference after 2 tasks" in section
+        assert "```json" not in section  # rendered, not dumped
+    # Each file's scaling figure is its own PNG, linked relative to the report.
+    assert "](plots/bench-scaling.png)" in sections[0]
+    assert "](plots/bench-scaling-2.png)" in sections[1]
+    for name in ("bench-scaling.png", "bench-scaling-2.png"):
+        png = out / "plots" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+    # ModalPrompt's row carries the file's trainable share.
+    pct = bench["methods"]["modalprompt"]["parameters"]["trainable_pct"]
+    row = next(x for x in sections[0].splitlines() if x.startswith("| modalprompt |"))
+    assert f"| {pct:.3g} |" in row
     assert (
         "## Efficiency benchmark"
         not in write_report(three_runs[1:], tmp_path / "o2").path.read_text()
     )
+
+
+def test_a_bench_file_off_the_schema_is_a_report_error_naming_the_field(
+    three_runs, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad-bench.json"
+    bad.write_text(json.dumps({"tokens_per_second": 123.5}))
+    with pytest.raises(ReportError, match=r"bad-bench\.json: field '.+' is missing"):
+        write_report(three_runs, tmp_path / "out", bench=bad)
 
 
 def test_mcit_report_cli(three_runs, tmp_path: Path, capsys) -> None:

@@ -1,9 +1,9 @@
 """Extension point: efficiency benchmarks (`mcit bench`, issue 6) in the report.
 
 The report looks for ``RUN/bench.json`` in every run folder and takes an explicit
-``mcit report --bench FILE``. Their schema is defined by the bench issue; until its renderer
-replaces `render_bench_section`, the report shows each file as recorded (the JSON itself),
-under its path, and draws nothing from it.
+``mcit report --bench FILE``. Each file is checked against the bench schema (docs/bench.md) and
+rendered by `mcit.bench.report.bench_markdown`: tables, the paper's claims and the scaling
+figure, which goes to ``OUT/plots``.
 """
 
 from __future__ import annotations
@@ -52,16 +52,25 @@ def find_bench(run_dirs: list[Path], explicit: Path | None = None) -> list[Bench
 
 
 def render_bench_section(sources: list[BenchSource], out_dir: Path) -> str:
-    """Markdown for the bench files (empty without any). `out_dir` is where a future renderer
-    writes its figures (``out_dir/plots``)."""
-    if not sources:
-        return ""
-    parts = [
-        "## Efficiency benchmark",
-        "",
-        "Shown as recorded: the `bench.json` schema belongs to `mcit bench` (issue 6), whose "
-        "renderer will replace this section.",
-    ]
-    for source in sources:
-        parts += ["", f"`{source.path}`:", "", "```json", json.dumps(source.data, indent=2), "```"]
-    return "\n".join(parts) + "\n"
+    """Markdown for the bench files (empty without any), each under its path; their scaling
+    figures go to ``out_dir/plots`` (one file per bench file). A file that does not follow the
+    schema is a ReportError naming the file and the field."""
+    from mcit.bench.report import SCALING_PLOT, bench_markdown
+    from mcit.bench.schema import BenchError
+
+    parts = []
+    for i, source in enumerate(sources):
+        try:
+            section = bench_markdown(
+                source.data,
+                out_dir / "plots",
+                link_dir="plots",
+                plot_name=SCALING_PLOT if i == 0 else f"bench-scaling-{i + 1}.png",
+                source=str(source.path),
+            )
+        except BenchError as exc:
+            raise ReportError(str(exc)) from None
+        # Each file's section keeps its heading and says which file it comes from.
+        heading, _, body = section.partition("\n")
+        parts += [heading, "", f"From `{source.path}`.", body.rstrip("\n"), ""]
+    return "\n".join(parts)
