@@ -93,3 +93,20 @@ def test_pixel_cache_is_bounded_by_bytes(micro_backbone_dirs, tmp_path):
     )
     unbounded.pixel_values(paths)
     assert len(unbounded._pixel_cache) == 5
+
+
+def test_max_length_defaults_to_llava_15_and_never_passes_the_lm_positions(
+    micro_backbone_dirs, tmp_path
+):
+    """LLaVA-1.5 puts 576 image slots before the text, so the default budget is its 2048 tokens
+    (512 used to cut image slots); a smaller LM (the tiny one has 512 positions) caps it."""
+    backbone = _backbone(micro_backbone_dirs)
+    assert BackboneConfig().max_length == 2048
+    positions = backbone.model.config.text_config.max_position_embeddings
+    assert positions < 2048
+    assert Collator(backbone).max_length == positions
+    assert Collator(backbone, max_length=40).max_length == 40
+    # A sample longer than the cap keeps its newest tokens: the answer and EOS survive.
+    long = _sample(tmp_path, answer="red", question="word " * 800)
+    ids, _ = Collator(backbone).encode(long, with_answer=True)
+    assert len(ids) == positions and ids[-1] == backbone.tokenizer.eos_token_id

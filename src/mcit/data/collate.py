@@ -49,7 +49,9 @@ class Collator:
         self.backbone = backbone
         self.tokenizer = backbone.tokenizer
         self.chat = backbone.chat
-        self.max_length = max_length or backbone.config.max_length
+        # Never past the LM's positions (the tiny LM has 512; LLaVA-1.5 2048 with 576 image slots).
+        positions = getattr(backbone.model.config.text_config, "max_position_embeddings", None)
+        self.max_length = min(max_length or backbone.config.max_length, positions or 1 << 30)
         self._cache: dict[str, list[int]] = {}
         self._warned = False
 

@@ -63,7 +63,7 @@ class BackboneConfig:
     device: str = "auto"  # auto | cpu | cuda
     gradient_checkpointing: bool = False
     chat: ChatFormat = field(default_factory=ChatFormat)
-    max_length: int = 512
+    max_length: int = 2048  # LLaVA-1.5's; capped by the LM's positions (see Collator)
     tiny: dict[str, Any] = field(default_factory=dict)  # TinyConfig overrides (name = tiny)
     pixel_cache_mb: int = 2048  # processed images kept in memory between epochs and stages
 
