@@ -155,3 +155,47 @@ def test_too_short_generation_budget_is_warned(micro_backbone_dirs, micro_benchm
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_answer_budget(grounding, tokenizer, longest)
+
+
+def test_validation_split_holds_out_training_records_and_never_reads_test(
+    micro_backbone_dirs, micro_benchmark, tmp_path
+):
+    """data.validation_per_task: each task trains on all but its last N training records and is
+    evaluated on exactly those N (their answer the one reference); its test records are unused."""
+    from mcit.runner import load_stream
+
+    config = load_config(None, micro_overrides(micro_benchmark, tmp_path))
+    full = load_stream(config)
+    results, run_dir = _run(
+        micro_benchmark,
+        tmp_path,
+        "zero-shot",
+        **{"data.validation_per_task": 5, "data.order": "[scienceqa, gqa]"},
+    )
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["manifest"]["eval_split"] == "validation"
+    assert saved["manifest"]["data_counts"]["gqa"] == {"train": 11, "test": 5}
+    by_name = {t.name: t for t in full}
+    for task in ("scienceqa", "gqa"):
+        records = [
+            json.loads(x)
+            for x in (run_dir / "predictions" / "stage_1" / f"{task}.jsonl")
+            .read_text()
+            .splitlines()
+        ]
+        held = by_name[task].train[-5:]
+        assert [r["id"] for r in records] == [s.id for s in held]
+        assert [r["references"] for r in records] == [[s.answer] for s in held]
+        assert not {r["id"] for r in records} & {s.id for s in by_name[task].test}
+    with pytest.raises(ConfigError, match=r"data\.validation_per_task: 16 leaves no training"):
+        load_stream(
+            load_config(
+                None, micro_overrides(micro_benchmark, tmp_path, **{"data.validation_per_task": 16})
+            )
+        )
+    with pytest.raises(ConfigError, match=r"data\.validation_per_task: 0 is not a positive"):
+        load_stream(
+            load_config(
+                None, micro_overrides(micro_benchmark, tmp_path, **{"data.validation_per_task": 0})
+            )
+        )

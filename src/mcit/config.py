@@ -29,6 +29,9 @@ class DataConfig:
     order: str | list[str] | None = None  # a named order of the benchmark, or task names
     train_per_task: int | None = None  # first N training records of each task
     test_per_task: int | None = None  # first N test records of each task
+    # Hold out the last N (loaded) training records of each task and evaluate on them instead of
+    # the test set: for choosing hyper-parameters (λ, lr) without touching test data.
+    validation_per_task: int | None = None
     seed: int = 0  # seed of the generated benchmark
 
 

@@ -57,12 +57,31 @@ def load_stream(config: RunConfig) -> list[Task]:
         config.data.benchmark, data_dir=config.data.data_dir, seed=config.data.seed
     )
     spec = load_benchmark_spec(root)
-    return load_tasks(
+    tasks = load_tasks(
         spec,
         order=config.data.order,
         train_limit=config.data.train_per_task,
         test_limit=config.data.test_per_task,
     )
+    if config.data.validation_per_task is not None:
+        tasks = hold_out_validation(tasks, config.data.validation_per_task)
+    return tasks
+
+
+def hold_out_validation(tasks: list[Task], n: int) -> list[Task]:
+    """Each task trained on all but its last `n` training records and evaluated on those `n`
+    (their training answer is the one reference), never on its test records."""
+    if n < 1:
+        raise ConfigError(f"data.validation_per_task: {n} is not a positive number of records")
+    out = []
+    for task in tasks:
+        if len(task.train) <= n:
+            raise ConfigError(
+                f"data.validation_per_task: {n} leaves no training records for task "
+                f"'{task.name}', which has {len(task.train)} (see data.train_per_task)"
+            )
+        out.append(dataclasses.replace(task, train=task.train[:-n], test=task.train[-n:]))
+    return out
 
 
 def joint_task(tasks: list[Task]) -> Task:
@@ -114,6 +133,8 @@ def manifest(config: RunConfig, accelerator: Accelerator, tasks: list[Task]) -> 
         "padding_side": "left",
         "decoding": "greedy",
         "data_counts": {t.name: {"train": len(t.train), "test": len(t.test)} for t in tasks},
+        # Held-out training records (data.validation_per_task) or the test records.
+        "eval_split": "test" if config.data.validation_per_task is None else "validation",
     }
 
 
