@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.layers is not None:
         text.num_hidden_layers = args.layers
     torch.manual_seed(0)
+    # Built directly in the target dtype: a 7B model in fp32 first would take 28 GB.
+    torch.set_default_dtype(DTYPES[args.dtype])
     with torch.device(args.device):
-        llava = LlavaForConditionalGeneration(config).to(DTYPES[args.dtype])
+        llava = LlavaForConditionalGeneration(config)
     out = args.out / "llava"
     llava.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     clip_config.text_config.eos_token_id = tokenizer.eos_token_id
     clip_config.text_config.pad_token_id = tokenizer.pad_token_id
     with torch.device(args.device):
-        clip = CLIPModel(clip_config).to(DTYPES[args.dtype])
+        clip = CLIPModel(clip_config)
+    torch.set_default_dtype(torch.float32)
     clip.save_pretrained(args.out / "clip")
     tokenizer.save_pretrained(args.out / "clip")
     processor.save_pretrained(args.out / "clip")

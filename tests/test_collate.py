@@ -1,5 +1,7 @@
+import pytest
 import torch
 
+from mcit.config import ConfigError
 from mcit.data.collate import IGNORE, Collator
 from mcit.data.sample import Sample
 from mcit.models.backbone import BackboneConfig, ChatFormat, load_llava_dir
@@ -106,7 +108,18 @@ def test_max_length_defaults_to_llava_15_and_never_passes_the_lm_positions(
     assert positions < 2048
     assert Collator(backbone).max_length == positions
     assert Collator(backbone, max_length=40).max_length == 40
-    # A sample longer than the cap keeps its newest tokens: the answer and EOS survive.
+    # A sample longer than the cap keeps BOS, the header and every image slot, then its newest
+    # tokens: the oldest text after the image is what is cut; the answer and EOS survive.
     long = _sample(tmp_path, answer="red", question="word " * 800)
-    ids, _ = Collator(backbone).encode(long, with_answer=True)
+    full, _ = Collator(backbone, max_length=10_000).encode(long, with_answer=True)
+    ids, labels = Collator(backbone).encode(long, with_answer=True)
+    slots = backbone.num_image_tokens
+    start = full.index(backbone.image_token_id)
     assert len(ids) == positions and ids[-1] == backbone.tokenizer.eos_token_id
+    assert ids[: start + slots] == full[: start + slots]
+    assert ids.count(backbone.image_token_id) == slots
+    assert ids[start + slots :] == full[len(full) - (positions - start - slots) :]
+    assert len(labels) == len(ids)
+    # Too small to hold the image slots: an error naming the sample and the field.
+    with pytest.raises(ConfigError, match=r"sample s1 \(t\).*model\.backbone\.max_length 8"):
+        Collator(backbone, max_length=8).encode(long, with_answer=True)

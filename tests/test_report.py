@@ -350,6 +350,17 @@ def test_a_bench_file_off_the_schema_is_a_report_error_naming_the_field(
         write_report(three_runs, tmp_path / "out", bench=bad)
 
 
+def test_a_bench_file_with_a_broken_optional_part_is_a_one_line_report_error(
+    three_runs, bench_file: Path, tmp_path: Path
+) -> None:
+    bench = json.loads(bench_file.read_text())
+    del bench["scaling"]["batch"]
+    broken = tmp_path / "broken-bench.json"
+    broken.write_text(json.dumps(bench))
+    with pytest.raises(ReportError, match=r"broken-bench\.json: does not follow the bench schema"):
+        write_report(three_runs, tmp_path / "out", bench=broken)
+
+
 def test_mcit_report_cli(three_runs, tmp_path: Path, capsys) -> None:
     assert main(["report", *map(str, three_runs)]) == 0  # default: the runs' parent folder
     assert (three_runs[0].parent / "report.md").is_file()

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from conftest import micro_overrides
 
 from mcit.config import ConfigError, load_config
@@ -66,8 +67,20 @@ def test_killed_after_stage_one_and_resumed_gives_the_same_matrix(
 
 def test_resume_refuses_a_different_config(micro_backbone_dirs, micro_benchmark, tmp_path):
     _run(micro_benchmark, tmp_path, stop=1)
-    with pytest.raises(ConfigError, match="train.lr"):
+    with pytest.raises(ConfigError, match=r"train\.lr: saved 0\.001, now 0\.5.*train\.lr=0\.001"):
         _run(micro_benchmark, tmp_path, **{"train.lr": 0.5})
+
+
+def test_a_run_saved_before_a_config_key_existed_still_resumes(
+    micro_backbone_dirs, micro_benchmark, tmp_path
+):
+    """Keys added to the config since a run was made take their defaults when it resumes."""
+    _, run_dir = _run(micro_benchmark, tmp_path, stop=1)
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del saved["data"]["validation_per_task"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    results, _ = _run(micro_benchmark, tmp_path)
+    assert len(results["matrix"]) == 3
 
 
 def test_lora_trains_only_lora_and_finetune_leaves_vision_alone(
@@ -187,6 +200,11 @@ def test_validation_split_holds_out_training_records_and_never_reads_test(
         assert [r["id"] for r in records] == [s.id for s in held]
         assert [r["references"] for r in records] == [[s.answer] for s in held]
         assert not {r["id"] for r in records} & {s.id for s in by_name[task].test}
+    # The report says where its scores come from.
+    from mcit.report.report import write_report
+
+    md = write_report([run_dir], tmp_path / "report").path.read_text()
+    assert "all runs: on held-out training records (data.validation_per_task" in md
     with pytest.raises(ConfigError, match=r"data\.validation_per_task: 16 leaves no training"):
         load_stream(
             load_config(

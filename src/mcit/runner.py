@@ -23,7 +23,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from mcit.config import ConfigError, RunConfig, dump_config, to_dict
+from mcit.config import ConfigError, RunConfig, dump_config, from_dict, to_dict
 from mcit.data.benchmarks import load_benchmark_spec, load_tasks, resolve_benchmark
 from mcit.data.builtin import register_builtin_benchmarks
 from mcit.data.collate import Collator
@@ -154,14 +154,26 @@ def _check_resumable(run_dir: Path, config: RunConfig) -> None:
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
-    saved = yaml.safe_load(saved_path.read_text())
+    # Through the dataclasses, so keys added since the run was made take their defaults.
+    saved = to_dict(from_dict(RunConfig, yaml.safe_load(saved_path.read_text()), str(saved_path)))
     current = to_dict(config)
     if saved != current:
         diff = sorted(_diff_keys(saved, current))
-        raise ConfigError(
-            f"{run_dir}: this run directory holds a run with another config (differs at {', '.join(diff[:6])}); "
-            f"resume with the same config, or choose another name=..."
+        shown = "; ".join(
+            f"{key}: saved {_dotted(saved, key)!r}, now {_dotted(current, key)!r}"
+            for key in diff[:6]
         )
+        raise ConfigError(
+            f"{run_dir}: this run directory holds a run with another config ({shown}); "
+            f"resume with the saved values (e.g. {diff[0]}={_dotted(saved, diff[0])}), "
+            "or choose another name=..."
+        )
+
+
+def _dotted(tree: Any, key: str) -> Any:
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:

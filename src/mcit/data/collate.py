@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mcit.config import ConfigError
 from mcit.data.sample import Sample
 
 IGNORE = -100
@@ -49,7 +50,8 @@ class Collator:
         self.backbone = backbone
         self.tokenizer = backbone.tokenizer
         self.chat = backbone.chat
-        # Never past the LM's positions (the tiny LM has 512; LLaVA-1.5 2048 with 576 image slots).
+        # Never past the LM's positions (the tiny LM has 512). Prompt methods add their prompts
+        # after collation and generation adds its new tokens: those must fit in what is left.
         positions = getattr(backbone.model.config.text_config, "max_position_embeddings", None)
         self.max_length = min(max_length or backbone.config.max_length, positions or 1 << 30)
         self._cache: dict[str, list[int]] = {}
@@ -69,12 +71,14 @@ class Collator:
         bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
         ids: list[int] = list(bos)
         labels: list[int] = [IGNORE] * len(ids)
+        media_end = 0  # just after the image slots: what truncation must keep
         turns = sample.turns if with_answer else sample.turns[:-1] + [(sample.turns[-1][0], "")]
         for i, (user, answer) in enumerate(turns):
             head = (chat.system + " " if chat.system and i == 0 else "") + chat.user
             prompt = self._ids(head)
             if i == 0 and sample.media:
                 prompt = prompt + [self.backbone.image_token_id] * self.backbone.num_image_tokens
+                media_end = len(ids) + len(prompt)
                 user = "\n" + user
             prompt = prompt + self._ids(user + chat.assistant)
             ids += prompt
@@ -87,14 +91,24 @@ class Collator:
                 ids += target
                 labels += target
         if len(ids) > self.max_length:
+            room = self.max_length - media_end
+            if room <= 0:
+                raise ConfigError(
+                    f"sample {sample.id} ({sample.task}): its header and "
+                    f"{self.backbone.num_image_tokens} image slots take {media_end} tokens, "
+                    f"more than model.backbone.max_length {self.max_length}"
+                )
             if not self._warned:
                 warnings.warn(
                     f"sample {sample.id} ({sample.task}) has {len(ids)} tokens, more than "
-                    f"max_length {self.max_length}: the oldest tokens are cut",
+                    f"max_length {self.max_length}: the oldest text after its image is cut "
+                    "(warned once per run)",
                     stacklevel=2,
                 )
                 self._warned = True
-            ids, labels = ids[-self.max_length :], labels[-self.max_length :]
+            # Keep BOS, the header and the image slots; cut the oldest text after them.
+            ids = ids[:media_end] + ids[len(ids) - room :]
+            labels = labels[:media_end] + labels[len(labels) - room :]
         return ids, labels
 
     def __call__(self, samples: list[Sample], with_answer: bool = True) -> Batch:

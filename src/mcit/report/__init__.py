@@ -2,7 +2,7 @@
 
 `runs` loads run folders (results, metrics, manifest, method analyses), `tables` renders the
 Markdown (and plain-text) tables, `plots` the figures, `analysis` reads and writes the method
-analyses, `bench` is the extension point for efficiency benchmarks, and `report` puts them
+analyses, `bench` renders `mcit bench` files, and `report` puts them
 together.
 """
 

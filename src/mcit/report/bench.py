@@ -1,4 +1,4 @@
-"""Extension point: efficiency benchmarks (`mcit bench`, issue 6) in the report.
+"""Efficiency benchmarks (`mcit bench`) in the report.
 
 The report looks for ``RUN/bench.json`` in every run folder and takes an explicit
 ``mcit report --bench FILE``. Each file is checked against the bench schema (docs/bench.md) and
@@ -70,6 +70,12 @@ def render_bench_section(sources: list[BenchSource], out_dir: Path) -> str:
             )
         except BenchError as exc:
             raise ReportError(str(exc)) from None
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            # A field the schema check does not reach (it checks what every file must have).
+            raise ReportError(
+                f"{source.path}: does not follow the bench schema (docs/bench.md): "
+                f"{type(exc).__name__} {exc}"
+            ) from None
         # Each file's section keeps its heading and says which file it comes from.
         heading, _, body = section.partition("\n")
         parts += [heading, "", f"From `{source.path}`.", body.rstrip("\n"), ""]

@@ -104,7 +104,7 @@ def write_report(
     md = [
         f"# mcit report — {Path(str(benchmark)).name}, {len(runs)} run(s)",
         "",
-        f"Stream: {' → '.join(tasks)}. Scores are 0-100.",
+        f"Stream: {' → '.join(tasks)}. Scores are 0-100{_split_note(runs)}.",
         "",
         _runs_section(runs, notes, warnings),
         "",
@@ -215,3 +215,15 @@ def write_report(
     report_path = out_dir / "report.md"
     write_text_atomic(report_path, "\n".join(md).rstrip() + "\n")
     return Report(report_path, figures, warnings)
+
+
+def _split_note(runs: list[RunRecord]) -> str:
+    """Say so when scores come from held-out training records (data.validation_per_task)."""
+    validation = [r.label for r in runs if r.manifest.get("eval_split") == "validation"]
+    if not validation:
+        return ""
+    which = "all runs" if len(validation) == len(runs) else ", ".join(validation)
+    return (
+        f"; {which}: on held-out training records (data.validation_per_task, one reference "
+        "each), not the test set"
+    )

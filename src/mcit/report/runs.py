@@ -76,7 +76,10 @@ class RunRecord:
     @property
     def manifest(self) -> dict[str, Any]:
         m = self.results.get("manifest")
-        return m if isinstance(m, dict) else {}
+        if not isinstance(m, dict):
+            return {}
+        # Runs made before data.validation_per_task existed were all scored on the test set.
+        return {"eval_split": "test", **m}
 
     @property
     def stages(self) -> list[dict[str, Any]]:
