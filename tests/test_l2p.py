@@ -375,3 +375,32 @@ def test_ddp_keeps_the_pool_identical_across_ranks(
     for key in ("prompts", "keys"):
         assert torch.equal(rank0["after"][key], rank1["after"][key]), key
         assert not torch.equal(rank0["before"][key], rank0["after"][key]), key
+
+
+def test_predict_shows_l2p_choices_as_readable_lines_not_json():
+    """`mcit predict` prints a method's explanation through the method's class; L2P uses the
+    default: one line per field, its selected prompts as numbered rows."""
+    from mcit.methods.base import method_class
+    from mcit.predict import Prediction, format_prediction
+
+    cls, _ = method_class("l2p")
+    explanation = {
+        "query": "image",
+        "selected": [{"prompt": 3, "cosine": 0.81234}, {"prompt": 1, "cosine": 0.5}],
+        "key_cosines": [0.5, 0.1, 0.81234],
+    }
+    assert cls.format_explanation(explanation) == [
+        "query: image",
+        "selected:",
+        "  1. prompt 3, cosine 0.812",
+        "  2. prompt 1, cosine 0.500",
+        "key_cosines: 0.500, 0.100, 0.812",
+    ]
+    text = format_prediction(
+        Prediction(
+            run="r", method="l2p", stage=2, stages=2, question="q", image="i.png",
+            answer="a", explanation=explanation,
+        )
+    )  # fmt: skip
+    assert text.splitlines()[3:] == cls.format_explanation(explanation)
+    assert "{" not in text

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from mcit.config import ConfigError, RunConfig, load_config
 from mcit.data.collate import Collator
 from mcit.data.sample import DataError, Sample, Task
-from mcit.methods.base import ContinualMethod, build_method
+from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.train.checkpoint import load_stage, stage_complete
 
 
@@ -136,32 +136,9 @@ def format_prediction(p: Prediction) -> str:
         f"question: {p.question}",
         f"answer: {p.answer}",
     ]
-    exp = p.explanation
-    if not exp:
+    if not p.explanation:
         lines.append("(this method makes no per-input choice to show)")
-    elif "selected" in exp and "all" in exp:
-        lam = exp.get("guidance_lambda")
-        how = "" if lam is None else f"; s = {lam:g}·cos(image) + {1 - lam:g}·cos(text)"
-        head = "selected prompts (most similar first" + how + ")"
-        if exp.get("selection") is False:
-            head = "selection off: every learned task's prompts are used" + how.replace(";", ":")
-        lines.append(head + ":")
-        lines += _rows(exp["selected"], numbered=True)
-        lines.append("similarity to every learned task:")
-        lines += _rows(exp["all"], numbered=False)
     else:
-        lines.append(json.dumps(exp, indent=2))
+        cls, _ = method_class(p.method)
+        lines += cls.format_explanation(p.explanation)
     return "\n".join(lines)
-
-
-def _rows(entries: list[dict[str, Any]], numbered: bool) -> list[str]:
-    width = max((len(e["task"]) for e in entries), default=4)
-    out = []
-    for i, e in enumerate(entries, start=1):
-        lead = f"  {i}. " if numbered else "     "
-        image = "-" if e.get("image_cosine") is None else f"{e['image_cosine']:.3f}"
-        text = "-" if e.get("text_cosine") is None else f"{e['text_cosine']:.3f}"
-        out.append(
-            f"{lead}{e['task']:<{width}}  s = {e['similarity']:.3f}  (image {image}, text {text})"
-        )
-    return out

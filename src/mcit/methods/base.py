@@ -106,6 +106,25 @@ class ContinualMethod(nn.Module):
         prompts and their similarities), for `mcit predict`; empty when there is nothing to show."""
         return []
 
+    @classmethod
+    def format_explanation(cls, explanation: dict[str, Any]) -> list[str]:
+        """Readable lines of one sample's `explain` output for `mcit predict`. The default shows
+        each field: numbers to 3 decimals, lists of numbers on one line, lists of mappings as
+        numbered rows. A method overrides it to read its own fields (ModalPrompt does)."""
+        lines = []
+        for key, value in explanation.items():
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                lines.append(f"{key}:")
+                lines += [
+                    f"  {i}. " + ", ".join(f"{k} {_short(v)}" for k, v in row.items())
+                    for i, row in enumerate(value, start=1)
+                ]
+            elif isinstance(value, list):
+                lines.append(f"{key}: " + ", ".join(_short(v) for v in value))
+            else:
+                lines.append(f"{key}: {_short(value)}")
+        return lines
+
     # ------------------------------------------------------------------ analyses
     def analyses(
         self, test_sets: dict[str, list[Sample]], learned_tasks: list[str]
@@ -152,6 +171,10 @@ class ContinualMethod(nn.Module):
 
 # ---------------------------------------------------------------------------- registry
 METHODS: dict[str, type[ContinualMethod]] = {}
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def register_method(cls: type[ContinualMethod]) -> type[ContinualMethod]:

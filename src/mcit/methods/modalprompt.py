@@ -324,6 +324,21 @@ class ModalPrompt(ContinualMethod):
         names = list(self.tasks_seen)
         return names + [f"task {i + 1}" for i in range(len(names), self.num_tasks)]
 
+    @classmethod
+    def format_explanation(cls, explanation: dict[str, Any]) -> list[str]:
+        """The selected tasks, most similar first, then every learned task's similarity s with
+        its image and text cosines."""
+        lam = explanation.get("guidance_lambda")
+        how = "" if lam is None else f"; s = {lam:g}·cos(image) + {1 - lam:g}·cos(text)"
+        head = "selected prompts (most similar first" + how + ")"
+        if explanation.get("selection") is False:
+            head = "selection off: every learned task's prompts are used" + how.replace(";", ":")
+        lines = [head + ":"]
+        lines += _similarity_rows(explanation["selected"], numbered=True)
+        lines.append("similarity to every learned task:")
+        lines += _similarity_rows(explanation["all"], numbered=False)
+        return lines
+
     # ------------------------------------------------------------------ analyses
     @torch.no_grad()
     def analyses(
@@ -401,3 +416,16 @@ class ModalPrompt(ContinualMethod):
                 "selection_k": k,
             }
         return StageAnalysis(matrices, summary)
+
+
+def _similarity_rows(entries: list[dict[str, Any]], numbered: bool) -> list[str]:
+    width = max((len(e["task"]) for e in entries), default=4)
+    out = []
+    for i, e in enumerate(entries, start=1):
+        lead = f"  {i}. " if numbered else "     "
+        image = "-" if e.get("image_cosine") is None else f"{e['image_cosine']:.3f}"
+        text = "-" if e.get("text_cosine") is None else f"{e['text_cosine']:.3f}"
+        out.append(
+            f"{lead}{e['task']:<{width}}  s = {e['similarity']:.3f}  (image {image}, text {text})"
+        )
+    return out
