@@ -152,7 +152,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from mcit.bench.report import bench_markdown, bench_text
     from mcit.bench.runner import BenchSettings, run_bench
     from mcit.config import load_config
-    from mcit.train.checkpoint import write_json_atomic, write_text_atomic
+    from mcit.files import write_json_atomic, write_text_atomic
 
     config = load_config(args.config, args.overrides)
     settings = BenchSettings(

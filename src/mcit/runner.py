@@ -31,15 +31,10 @@ from mcit.data.sample import Task
 from mcit.evaluation.analysis import StageAnalysis, write_stage_analysis
 from mcit.evaluation.evaluator import check_answer_budget, evaluate_task, write_jsonl_atomic
 from mcit.evaluation.matrix_files import write_run_metrics
+from mcit.files import write_json_atomic, write_text_atomic
 from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.models.backbone import load_backbone
-from mcit.train.checkpoint import (
-    load_stage,
-    save_stage,
-    stage_complete,
-    write_json_atomic,
-    write_text_atomic,
-)
+from mcit.train.checkpoint import load_stage, save_stage, stage_complete
 from mcit.train.trainer import RunLogger, Trainer
 
 RESULTS_VERSION = 1

@@ -8,15 +8,14 @@ when the file has a scaling section, and returns the Markdown section that links
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mcit.bench.schema import validate_bench
+from mcit.report.plots import save_figure
 
 SCALING_PLOT = "bench-scaling.png"
 # Targets of issue 6 for ModalPrompt.
@@ -339,12 +338,7 @@ def scaling_figure(bench: dict, path: Path) -> Path:
     right.set_ylabel("latency × base model (pair by pair, median)")
     right.set_title("Relative to the base model")
     left.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- documents

@@ -3,11 +3,11 @@ field a file gets wrong, so a report never fails deep inside with a KeyError."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from mcit.config import ConfigError
+from mcit.files import read_json
 
 SCHEMA = "mcit-bench/1"
 
@@ -101,12 +101,4 @@ def validate_bench(bench: Any, source: str = "bench") -> dict[str, Any]:
 def read_bench(path: str | Path) -> dict[str, Any]:
     """A bench JSON file, checked against the schema."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise BenchError(f"{path}: cannot read: {err.strerror or err}") from err
-    except json.JSONDecodeError as err:
-        raise BenchError(
-            f"{path}, line {err.lineno}, column {err.colno}: not valid JSON ({err.msg})"
-        ) from None
-    return validate_bench(data, str(path))
+    return validate_bench(read_json(path, BenchError), str(path))

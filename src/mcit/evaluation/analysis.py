@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcit.train.checkpoint import write_json_atomic
+from mcit.files import write_json_atomic
 
 
 @dataclass

@@ -7,7 +7,6 @@ Test samples are split across processes and the predictions gathered back, in or
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from mcit.config import EvalConfig
 from mcit.data.collate import Collator
 from mcit.data.sample import Sample, Task
 from mcit.evaluation.scorers import score_predictions
+from mcit.files import write_text_atomic
 from mcit.methods.base import ContinualMethod
 
 
@@ -113,9 +113,4 @@ def evaluate_task(
 
 
 def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

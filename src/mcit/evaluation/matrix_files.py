@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from mcit.evaluation.continual import (
     compute_single_stage,
     validate_matrix,
 )
+from mcit.files import read_json, write_json_atomic
 
 __all__ = [
     "ZERO_SHOT_ROW",
@@ -286,15 +286,7 @@ def read_results_json(path: str | Path) -> AccuracyMatrix:
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MatrixError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise MatrixError(
-            f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
-        ) from None
-    return matrix_from_results(data, str(path))
+    return matrix_from_results(read_json(path, MatrixError), str(path))
 
 
 def load_accuracy_matrix(path: str | Path) -> AccuracyMatrix:
@@ -329,7 +321,6 @@ def write_run_metrics(run_dir: Path, results: dict) -> dict | None:
     The run has produced the matrix itself, so a matrix the metrics reject (e.g. a CIDEr task
     scored above 100) must not stop it: warn, leave metrics.json out, and return None.
     """
-    from mcit.train.checkpoint import write_json_atomic
 
     path = run_dir / "metrics.json"
     try:

@@ -14,13 +14,13 @@ the files (a malformed one is an error naming the file and the field).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcit.files import read_json
 from mcit.report import ReportError
 
 __all__ = ["ANALYSIS_DIR", "Analysis", "analysis_path", "last_stage_analyses", "read_analysis"]
@@ -117,15 +117,7 @@ def _validate(data: Any, path: Path) -> Analysis:
 def read_analysis(path: str | Path) -> Analysis:
     """Read and check one analysis file; errors name the file and the field."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ReportError(
-            f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
-        ) from None
-    analysis = _validate(data, path)
+    analysis = _validate(read_json(path, ReportError), path)
     analysis.name = path.stem
     match = _STAGE_DIR.match(path.parent.name)
     analysis.stage = int(match.group(1)) if match else 0

@@ -8,11 +8,11 @@ figure, which goes to ``OUT/plots``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcit.files import read_json
 from mcit.report import ReportError
 
 __all__ = ["BENCH_FILE", "BenchSource", "find_bench", "render_bench_section"]
@@ -27,14 +27,7 @@ class BenchSource:
 
 
 def _read(path: Path) -> BenchSource:
-    try:
-        return BenchSource(path, json.loads(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ReportError(
-            f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
-        ) from None
+    return BenchSource(path, read_json(path, ReportError))
 
 
 def find_bench(run_dirs: list[Path], explicit: Path | None = None) -> list[BenchSource]:

@@ -22,7 +22,8 @@ __all__ = ["efficiency_figure", "heatmap", "stage_curves_figure"]
 DPI = 110
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write `fig` as a PNG atomically (temporary file, then rename); return `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)  # attach the Agg canvas explicitly: independent of the backend
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
@@ -82,7 +83,7 @@ def heatmap(
     colorbar = fig.colorbar(image, ax=ax)
     if colorbar_label:
         colorbar.set_label(colorbar_label)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def stage_curves_figure(path: Path, runs: Sequence[RunRecord]) -> Path:
@@ -125,7 +126,7 @@ def stage_curves_figure(path: Path, runs: Sequence[RunRecord]) -> Path:
             0.5, 0.5, "BWT needs two stages or more", ha="center", transform=ax_bwt.transAxes
         )
     fig.suptitle("MA and BWT over the stream")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def efficiency_figure(path: Path, runs: Sequence[RunRecord]) -> Path:
@@ -169,4 +170,4 @@ def efficiency_figure(path: Path, runs: Sequence[RunRecord]) -> Path:
         ax.set_xlabel("method")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Efficiency recorded by the runs")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcit.files import write_text_atomic
 from mcit.report.bench import find_bench, render_bench_section
 from mcit.report.plots import efficiency_figure, heatmap, stage_curves_figure
 from mcit.report.runs import RunRecord, load_runs, setting_differences
@@ -26,7 +27,6 @@ from mcit.report.tables import (
     rehearsal_note,
     summary_table,
 )
-from mcit.train.checkpoint import write_text_atomic
 
 __all__ = ["Report", "write_report"]
 

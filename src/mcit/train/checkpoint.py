@@ -1,5 +1,5 @@
-"""Atomic writes and per-stage checkpoints: a temporary file beside the target, then a rename,
-so an interrupted run never leaves a half-written file that a resume would trust."""
+"""Per-stage checkpoints, written atomically (mcit.files) so an interrupted run never leaves a
+half-written stage that a resume would trust."""
 
 from __future__ import annotations
 
@@ -11,27 +11,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+from mcit.files import temporary_path, write_json_atomic
 
 
 def save_stage(stage_dir: Path, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
     """Save what the method owns after a stage: `method.safetensors` + `method.json`."""
     stage_dir.mkdir(parents=True, exist_ok=True)
     weights = stage_dir / "method.safetensors"
-    tmp = _tmp(weights)
+    tmp = temporary_path(weights)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
     os.replace(tmp, weights)
     # Written last: its presence marks the stage's checkpoint complete.
