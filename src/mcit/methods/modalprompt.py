@@ -51,10 +51,9 @@ from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_
 from mcit.models.backbone import BackboneError
 from mcit.models.guidance import GuidanceEncoder, GuidanceFeatures
 from mcit.models.prompting import (  # noqa: F401 (insert_after_bos: its historic home)
+    PerTaskPrompts,
     insert_after_bos,
     prompted_inputs,
-    random_token_rows,
-    real_token_ids,
 )
 
 
@@ -100,7 +99,7 @@ class Selection:
 
 
 @register_method
-class ModalPrompt(ContinualMethod):
+class ModalPrompt(PerTaskPrompts, ContinualMethod):
     name = "modalprompt"
     args_class = ModalPromptArgs
     args: ModalPromptArgs
@@ -120,26 +119,13 @@ class ModalPrompt(ContinualMethod):
             cache_size=self.args.guidance_cache_size,
             shared_pixels=(self.backbone.image_processor, self.backbone.pixel_values),
         )
-        self.prompts = nn.ParameterList()  # P_t, one [L, d] per task
+        self._init_task_prompts()  # P_t, one [L, d] per task
         self.projections = nn.ModuleList()  # g_t, one per task
-        self._init_token_ids = real_token_ids(self.backbone, self.name)
 
     # ------------------------------------------------------------------ lifecycle
-    @property
-    def num_tasks(self) -> int:
-        return len(self.prompts)
-
     def begin_task(self, task_id: int, task: Task) -> None:
-        if task_id != self.num_tasks:
-            raise ValueError(
-                f"modalprompt: begin_task({task_id}) after {self.num_tasks} task(s) have prompts"
-            )
-        self._freeze_learned(self.num_tasks)
-        # Init [code]: each row a copy of a random real token's embedding (global RNG, which
-        # the runner seeds per stage, so a resumed run draws the same rows).
-        prompt = nn.Parameter(
-            random_token_rows(self.backbone, self._init_token_ids, self.args.prompt_length)
-        )
+        # P_t: init [code], rows copied from random real token embeddings.
+        prompt = self._new_task_prompt(task_id, self.args.prompt_length)
         device = prompt.device
         d, c = self.backbone.hidden_size, self.guidance.dim
         projection = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, c)).to(device)
@@ -148,22 +134,13 @@ class ModalPrompt(ContinualMethod):
             self.args.prototype_loss_weight_image > 0 or self.args.prototype_loss_weight_text > 0
         )
         projection.requires_grad_(trains_projection)
-        self.prompts.append(prompt)
         self.projections.append(projection)
-
-    def end_task(self, task_id: int, task: Task, train_samples: list[Sample]) -> None:
-        self._freeze_learned(task_id + 1)
-        super().end_task(task_id, task, train_samples)
 
     def _freeze_learned(self, n: int) -> None:
         """P_i and g_i of the first `n` tasks never change again."""
+        super()._freeze_learned(n)
         for i in range(n):
-            self.prompts[i].requires_grad_(False)
             self.projections[i].requires_grad_(False)
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
-        self._freeze_learned(min(len(self.tasks_seen), self.num_tasks))
 
     # ------------------------------------------------------------------ prototypes, similarity
     def prototype(self, i: int) -> torch.Tensor:

@@ -18,16 +18,14 @@ residual MLP reparameterisation of the prompt (its BERT set-up; not in METHODS.m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from torch import nn
 
 from mcit.config import ConfigError
 from mcit.data.collate import Batch
-from mcit.data.sample import Sample, Task
+from mcit.data.sample import Task
 from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
-from mcit.models.prompting import prompted_inputs, random_token_rows, real_token_ids
+from mcit.models.prompting import PerTaskPrompts, prompted_inputs
 
 
 @dataclass
@@ -40,41 +38,17 @@ class ProgressivePromptsArgs(MethodArgs):
 
 
 @register_method
-class ProgressivePrompts(ContinualMethod):
+class ProgressivePrompts(PerTaskPrompts, ContinualMethod):
     name = "progressive-prompts"
     args_class = ProgressivePromptsArgs
     args: ProgressivePromptsArgs
 
     def attach(self) -> None:
-        self.prompts = nn.ParameterList()  # P_t, one [L, d] per task, in stream order
-        self._init_token_ids = real_token_ids(self.backbone, self.name)
-
-    @property
-    def num_tasks(self) -> int:
-        return len(self.prompts)
+        self._init_task_prompts()
 
     # ------------------------------------------------------------------ lifecycle
     def begin_task(self, task_id: int, task: Task) -> None:
-        if task_id != self.num_tasks:
-            raise ValueError(
-                f"{self.name}: begin_task({task_id}) after {self.num_tasks} task(s) have prompts"
-            )
-        self._freeze_learned(self.num_tasks)
-        rows = random_token_rows(self.backbone, self._init_token_ids, self.args.prompt_length)
-        self.prompts.append(nn.Parameter(rows))
-
-    def end_task(self, task_id: int, task: Task, train_samples: list[Sample]) -> None:
-        self._freeze_learned(task_id + 1)
-        super().end_task(task_id, task, train_samples)
-
-    def _freeze_learned(self, n: int) -> None:
-        """The prompts of the first `n` tasks never change again."""
-        for i in range(n):
-            self.prompts[i].requires_grad_(False)
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
-        self._freeze_learned(min(len(self.tasks_seen), self.num_tasks))
+        self._new_task_prompt(task_id, self.args.prompt_length)
 
     # ------------------------------------------------------------------ prefix
     def prefix(self, batch_size: int) -> torch.Tensor:

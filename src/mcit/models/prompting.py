@@ -91,3 +91,48 @@ def random_token_rows(backbone: Backbone, token_ids: torch.Tensor, n: int) -> to
     table = backbone.input_embeddings.weight
     picks = token_ids[torch.randint(len(token_ids), (n,))]
     return table.detach()[picks.to(table.device)].float().clone()
+
+
+class PerTaskPrompts:
+    """Mixin for a ContinualMethod that learns one prompt P_t ([L, d]) per task, in stream
+    order, and never changes a learned one again (ModalPrompt, Progressive Prompts). Call
+    `_init_task_prompts` in `attach` and `_new_task_prompt` in `begin_task`; a method with more
+    per-task state extends `_freeze_learned`."""
+
+    prompts: torch.nn.ParameterList
+
+    def _init_task_prompts(self) -> None:
+        self.prompts = torch.nn.ParameterList()  # P_t, one [L, d] per task, in stream order
+        self._init_token_ids = real_token_ids(self.backbone, self.name)  # type: ignore[attr-defined]
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.prompts)
+
+    def _new_task_prompt(self, task_id: int, length: int) -> torch.nn.Parameter:
+        """Freeze the learned prompts and append task `task_id`'s: each row a copy of a random
+        real token's embedding (global RNG, which the runner seeds per stage, so a resumed run
+        draws the same rows)."""
+        if task_id != self.num_tasks:
+            raise ValueError(
+                f"{self.name}: begin_task({task_id}) after {self.num_tasks} task(s) have prompts"  # type: ignore[attr-defined]
+            )
+        self._freeze_learned(self.num_tasks)
+        prompt = torch.nn.Parameter(
+            random_token_rows(self.backbone, self._init_token_ids, length)  # type: ignore[attr-defined]
+        )
+        self.prompts.append(prompt)
+        return prompt
+
+    def end_task(self, task_id, task, train_samples) -> None:
+        self._freeze_learned(task_id + 1)
+        super().end_task(task_id, task, train_samples)  # type: ignore[misc]
+
+    def load_extra_state(self, state) -> None:
+        super().load_extra_state(state)  # type: ignore[misc]
+        self._freeze_learned(min(len(self.tasks_seen), self.num_tasks))  # type: ignore[attr-defined]
+
+    def _freeze_learned(self, n: int) -> None:
+        """The prompts of the first `n` tasks never change again."""
+        for i in range(n):
+            self.prompts[i].requires_grad_(False)
