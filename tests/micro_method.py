@@ -45,3 +45,24 @@ def micro_method(benchmark: Path, out: Path, method: str, args: dict) -> MicroSe
     backbone = load_backbone(config.model.backbone)
     built = build_method(method, backbone, config.method.args)
     return MicroSetup(built, tasks, Collator(backbone), config)
+
+
+def micro_stream(benchmark: Path, out: Path, method: str) -> tuple[RunConfig, list[Task]]:
+    """The micro run config of `method` and its loaded stream (for module-scoped fixtures)."""
+    config = load_config(None, micro_overrides(benchmark, out, method))
+    return config, load_stream(config)
+
+
+def stub_task(name: str) -> Task:
+    """A task with no samples: enough for begin_task/end_task of state created untrained."""
+    return Task(name, "exact", [], [])
+
+
+def learn_untrained(method: ContinualMethod, n: int) -> None:
+    """n more tasks' state, created and frozen as a stream would, untrained (seeded per task)."""
+    from accelerate.utils import set_seed
+
+    for t in range(method.num_tasks, method.num_tasks + n):
+        set_seed(t)
+        method.begin_task(t, stub_task(f"task{t}"))
+        method.end_task(t, stub_task(f"task{t}"), [])

@@ -14,13 +14,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from conftest import micro_overrides
+from micro_method import micro_stream, stub_task
 from test_ddp import TORCHRUN, _env
 from torch.nn import functional as F
 
 from mcit.cli import main
 from mcit.config import ConfigError, EvalConfig, load_config
 from mcit.data.collate import Collator
-from mcit.data.sample import Task
 from mcit.evaluation.evaluator import predict
 from mcit.methods.base import build_method
 from mcit.methods.l2p import L2P
@@ -35,9 +35,7 @@ D, C = 48, 32  # micro LM width, micro CLIP feature width
 
 @pytest.fixture(scope="module")
 def stream(micro_backbone_dirs, micro_benchmark, tmp_path_factory):
-    out = tmp_path_factory.mktemp("l2p-config")
-    config = load_config(None, micro_overrides(micro_benchmark, out, "l2p"))
-    return config, load_stream(config)
+    return micro_stream(micro_benchmark, tmp_path_factory.mktemp("l2p-config"), "l2p")
 
 
 def _method(config, **args) -> L2P:
@@ -45,10 +43,6 @@ def _method(config, **args) -> L2P:
 
     set_seed(0)
     return build_method("l2p", load_backbone(config.model.backbone), args)
-
-
-def _stub(name: str) -> Task:
-    return Task(name, "exact", [], [])
 
 
 def _mixed(tasks, per_task=2):
@@ -83,7 +77,7 @@ def test_pool_and_keys_have_their_shapes_and_start_as_real_tokens_and_uniform_ke
     assert method.keys.min() >= -1 and method.keys.max() <= 1 and method.keys.std() > 0.3
     # begin_task creates nothing: the pool is the same tensor on every task.
     for t in range(3):
-        method.begin_task(t, _stub(f"t{t}"))
+        method.begin_task(t, stub_task(f"t{t}"))
     own = {k for k, _ in method.named_parameters() if not k.startswith("backbone.")}
     assert own == {"prompts", "keys"}
 

@@ -9,42 +9,26 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from conftest import micro_overrides
+from micro_method import learn_untrained, micro_stream, stub_task
 from torch.nn import functional as F
 
-from mcit.config import ConfigError, EvalConfig, load_config
+from mcit.config import ConfigError, EvalConfig
 from mcit.data.collate import IGNORE, Collator
-from mcit.data.sample import Task
 from mcit.evaluation.evaluator import predict
 from mcit.methods.base import build_method
 from mcit.methods.modalprompt import ModalPrompt, insert_after_bos
 from mcit.models.backbone import load_backbone
-from mcit.runner import load_stream
 from mcit.train.trainer import RunLogger, Trainer
 
 
 # ---------------------------------------------------------------------------- helpers
 @pytest.fixture(scope="module")
 def stream(micro_backbone_dirs, micro_benchmark, tmp_path_factory):
-    out = tmp_path_factory.mktemp("mp-config")
-    config = load_config(None, micro_overrides(micro_benchmark, out, "modalprompt"))
-    return config, load_stream(config)
+    return micro_stream(micro_benchmark, tmp_path_factory.mktemp("mp-config"), "modalprompt")
 
 
 def _method(config, **args) -> ModalPrompt:
     return build_method("modalprompt", load_backbone(config.model.backbone), args)
-
-
-def _stub(name: str) -> Task:
-    return Task(name, "exact", [], [])
-
-
-def _learn_untrained(method: ModalPrompt, n: int) -> None:
-    """n tasks' prompts and projections, created and frozen as a stream would, untrained."""
-    for t in range(method.num_tasks, method.num_tasks + n):
-        set_seed(t)
-        method.begin_task(t, _stub(f"task{t}"))
-        method.end_task(t, _stub(f"task{t}"), [])
 
 
 def _mixed(tasks, per_task=2):
@@ -96,7 +80,7 @@ def test_prompts_go_right_after_bos_whatever_the_padding_by_hand():
 def test_prompts_sit_after_bos_before_the_text_and_image_slots_stay_from_input_ids(stream):
     config, tasks = stream
     method = _method(config)
-    _learn_untrained(method, 2)
+    learn_untrained(method, 2)
     backbone = method.backbone
     image_row = backbone.input_embeddings.weight[backbone.image_token_id].detach()
     with torch.no_grad():  # a prompt equal to the <image> embedding must not become a slot
@@ -129,7 +113,7 @@ def test_prompts_sit_after_bos_before_the_text_and_image_slots_stay_from_input_i
 def test_prompt_rows_start_as_copies_of_real_non_special_tokens(stream):
     config, _ = stream
     method = _method(config, prompt_length=40)
-    _learn_untrained(method, 3)
+    learn_untrained(method, 3)
     table = method.backbone.input_embeddings.weight
     tokenizer = method.backbone.tokenizer
     special = set(tokenizer.all_special_ids) | {method.backbone.image_token_id}
@@ -146,7 +130,7 @@ def test_prompt_rows_start_as_copies_of_real_non_special_tokens(stream):
 def test_prefix_has_at_most_k_times_L_tokens_whatever_the_number_of_tasks(stream, n_tasks):
     config, tasks = stream
     method = _method(config)
-    _learn_untrained(method, n_tasks)
+    learn_untrained(method, n_tasks)
     k, L = method.args.top_k, method.args.prompt_length
     samples = _mixed(tasks)
     batch = Collator(method.backbone)(samples, with_answer=False)
@@ -257,8 +241,8 @@ def test_prototype_loss_decreases_during_a_task(stream, tmp_path):
 def test_loss_is_lm_plus_both_prototype_terms_by_hand(stream):
     config, tasks = stream
     method = _method(config)
-    _learn_untrained(method, 2)
-    method.begin_task(2, _stub("current"))
+    learn_untrained(method, 2)
+    method.begin_task(2, stub_task("current"))
     samples = tasks[1].train[:4]
     batch = Collator(method.backbone)(samples)
     out = method.training_loss(batch)
@@ -283,14 +267,14 @@ def three_tasks(stream):
     """A default method with three (untrained) tasks, and its saved state to clone."""
     config, tasks = stream
     method = _method(config)
-    _learn_untrained(method, 3)
+    learn_untrained(method, 3)
     return method, method.method_state()
 
 
 def _variant(stream, state, **args) -> ModalPrompt:
     config, _ = stream
     method = _method(config, **args)
-    _learn_untrained(method, 3)
+    learn_untrained(method, 3)
     method.load_method_state(state)
     return method
 
@@ -323,7 +307,7 @@ def test_guidance_lambda_weighs_image_and_text_cosines_by_hand(stream, three_tas
 
 
 def _current_task_prompts(method, samples):
-    method.begin_task(3, _stub("current"))
+    method.begin_task(3, stub_task("current"))
     tasks, _ = method.training_prompts(samples)
     return tasks
 
@@ -362,8 +346,8 @@ def test_selection_off_concatenates_every_prompt_and_changes_nothing_else(stream
     # Without fusion the selection switch does not touch training at all: same loss.
     a = _variant(stream, state, fusion=False)
     b = _variant(stream, state, fusion=False, selection=False)
-    a.begin_task(3, _stub("current"))
-    b.begin_task(3, _stub("current"))
+    a.begin_task(3, stub_task("current"))
+    b.begin_task(3, stub_task("current"))
     b.load_method_state(a.method_state())
     batch = Collator(a.backbone)(samples)
     assert a.training_loss(batch).loss.item() == b.training_loss(batch).loss.item()
@@ -386,9 +370,9 @@ def test_top_k_sets_how_many_prompt_sets_are_selected(stream, three_tasks, k):
 def test_prompt_length_sets_the_prompt_rows(stream, length):
     config, tasks = stream
     method = _method(config, prompt_length=length)
-    _learn_untrained(method, 2)
+    learn_untrained(method, 2)
     default = _method(config)
-    _learn_untrained(default, 2)
+    learn_untrained(default, 2)
     shapes = {k: v.shape for k, v in method.method_state().items()}
     default_shapes = {k: v.shape for k, v in default.method_state().items()}
     assert shapes.pop("prompts.0") == shapes.pop("prompts.1") == (length, 48)
@@ -410,7 +394,7 @@ def test_prototype_loss_weights_switch_their_terms(stream, three_tasks):
         "text": {"prototype_loss_weight_image": 0.0},
     }.items():
         method = _variant(stream, state, **args)
-        method.begin_task(3, _stub("current"))
+        method.begin_task(3, stub_task("current"))
         if name == "both":
             current = method.method_state()
         method.load_method_state(current)

@@ -9,16 +9,16 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from conftest import micro_overrides
+from micro_method import learn_untrained, micro_stream, stub_task
 
 from mcit.config import ConfigError, EvalConfig, load_config
 from mcit.data.collate import Collator
-from mcit.data.sample import Task
 from mcit.evaluation.evaluator import predict
 from mcit.methods.base import build_method
 from mcit.methods.progressive_prompts import ProgressivePrompts
 from mcit.models.backbone import load_backbone
 from mcit.models.prompting import insert_after_bos
-from mcit.runner import load_stream, run
+from mcit.runner import run
 from mcit.train.checkpoint import load_stage
 from mcit.train.trainer import RunLogger, Trainer
 
@@ -27,24 +27,13 @@ D = 48  # micro LM width
 
 @pytest.fixture(scope="module")
 def stream(micro_backbone_dirs, micro_benchmark, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pp-config")
-    config = load_config(None, micro_overrides(micro_benchmark, out, "progressive-prompts"))
-    return config, load_stream(config)
+    return micro_stream(
+        micro_benchmark, tmp_path_factory.mktemp("pp-config"), "progressive-prompts"
+    )
 
 
 def _method(config, **args) -> ProgressivePrompts:
     return build_method("progressive-prompts", load_backbone(config.model.backbone), args)
-
-
-def _stub(name: str) -> Task:
-    return Task(name, "exact", [], [])
-
-
-def _learn_untrained(method: ProgressivePrompts, n: int) -> None:
-    for t in range(method.num_tasks, method.num_tasks + n):
-        set_seed(t)
-        method.begin_task(t, _stub(f"task{t}"))
-        method.end_task(t, _stub(f"task{t}"), [])
 
 
 def _clone(params) -> dict:
@@ -55,7 +44,7 @@ def _clone(params) -> dict:
 def test_prefix_is_every_learned_prompt_oldest_first_t_times_L_tokens(stream, n_tasks):
     config, tasks = stream
     method = _method(config)
-    _learn_untrained(method, n_tasks)
+    learn_untrained(method, n_tasks)
     samples = [s for t in tasks for s in t.test[:2]]
     batch = Collator(method.backbone)(samples, with_answer=False)
     plain = method.backbone.embed(batch.input_ids, batch.pixel_values)
@@ -75,7 +64,7 @@ def test_prefix_is_every_learned_prompt_oldest_first_t_times_L_tokens(stream, n_
 def test_prompt_rows_start_as_copies_of_real_tokens_and_length_is_a_key(stream):
     config, _ = stream
     method = _method(config, prompt_length=7)
-    _learn_untrained(method, 2)
+    learn_untrained(method, 2)
     table = method.backbone.input_embeddings.weight
     special = set(method.backbone.tokenizer.all_special_ids) | {method.backbone.image_token_id}
     for prompt in method.prompts:
@@ -85,7 +74,7 @@ def test_prompt_rows_start_as_copies_of_real_tokens_and_length_is_a_key(stream):
             assert ids and not set(ids) & special
     assert not torch.equal(method.prompts[0], method.prompts[1])
     with pytest.raises(ValueError, match=r"begin_task\(5\) after 2 task\(s\)"):
-        method.begin_task(5, _stub("skipped"))
+        method.begin_task(5, stub_task("skipped"))
     with pytest.raises(ConfigError, match="method.args.prompt_length: 0 must be ≥ 1"):
         _method(config, prompt_length=0)
 
@@ -93,8 +82,8 @@ def test_prompt_rows_start_as_copies_of_real_tokens_and_length_is_a_key(stream):
 def test_loss_is_the_lm_loss_behind_every_prompt_and_reaches_only_the_newest(stream):
     config, tasks = stream
     method = _method(config)
-    _learn_untrained(method, 2)
-    method.begin_task(2, _stub("current"))
+    learn_untrained(method, 2)
+    method.begin_task(2, stub_task("current"))
     batch = Collator(method.backbone)(tasks[1].train[:4])
     out = method.training_loss(batch)
     backbone = method.backbone
