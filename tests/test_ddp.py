@@ -20,19 +20,26 @@ def _env(cache_dir):
     }
 
 
-def test_ddp_keeps_parameters_identical_across_ranks(
-    micro_backbone_dirs, micro_benchmark, cache_dir, tmp_path
-):
+def run_ddp_worker(benchmark, out, cache_dir, *method: str) -> tuple[dict, dict]:
+    """ddp_worker.py under torchrun with two ranks (a method's name, default finetune-lora):
+    each rank's saved {"world", "before", "after"} trainable tensors."""
     worker = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
     proc = subprocess.run(
-        [*TORCHRUN, worker, str(micro_benchmark), str(tmp_path)],
+        [*TORCHRUN, worker, str(benchmark), str(out), *method],
         env=_env(cache_dir),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
+    return rank0, rank1
+
+
+def test_ddp_keeps_parameters_identical_across_ranks(
+    micro_backbone_dirs, micro_benchmark, cache_dir, tmp_path
+):
+    rank0, rank1 = run_ddp_worker(micro_benchmark, tmp_path, cache_dir)
     assert rank0["world"] == rank1["world"] == 2
     assert rank0["after"].keys() == rank1["after"].keys()
     for key in rank0["after"]:

@@ -5,9 +5,7 @@ micro run (analyses, `mcit predict`) and DDP."""
 import dataclasses
 import itertools
 import json
-import os
 import random
-import subprocess
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from conftest import micro_overrides
 from micro_method import micro_stream, stub_task
-from test_ddp import TORCHRUN, _env
+from test_ddp import run_ddp_worker
 from torch.nn import functional as F
 
 from mcit.cli import main
@@ -354,16 +352,7 @@ def test_ddp_keeps_the_pool_identical_across_ranks(
 ):
     # Unselected prompts get an exact-zero gradient, not none: DDP needs every trainable tensor
     # in every step.
-    worker = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
-    proc = subprocess.run(
-        [*TORCHRUN, worker, str(micro_benchmark), str(tmp_path), "l2p"],
-        env=_env(cache_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    rank0, rank1 = run_ddp_worker(micro_benchmark, tmp_path, cache_dir, "l2p")
     assert rank0["world"] == rank1["world"] == 2
     assert set(rank0["after"]) == {"prompts", "keys", "usage"}
     for key in ("prompts", "keys"):

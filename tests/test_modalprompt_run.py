@@ -2,13 +2,11 @@
 LLaVA directory with a separate CLIP for guidance, and DDP."""
 
 import json
-import os
-import subprocess
 
 import pytest
 import torch
 from conftest import micro_overrides
-from test_ddp import TORCHRUN, _env
+from test_ddp import run_ddp_worker
 
 from mcit.cli import main
 from mcit.config import load_config
@@ -270,16 +268,7 @@ def test_hf_backbone_without_a_clip_is_a_clear_error(
 def test_ddp_keeps_prompts_identical_across_ranks(
     micro_backbone_dirs, micro_benchmark, cache_dir, tmp_path
 ):
-    worker = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
-    proc = subprocess.run(
-        [*TORCHRUN, worker, str(micro_benchmark), str(tmp_path), "modalprompt"],
-        env=_env(cache_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    rank0, rank1 = run_ddp_worker(micro_benchmark, tmp_path, cache_dir, "modalprompt")
     assert rank0["world"] == rank1["world"] == 2
     assert set(rank0["after"]) == {"prompts.0", *(f"projections.0.{i}.{w}" for i in (0, 2)
                                                   for w in ("weight", "bias"))}  # fmt: skip
