@@ -209,11 +209,37 @@ def test_write_run_metrics(tmp_path: Path) -> None:
         (tmp_path / "metrics.json").read_text()
     )
     assert json.loads((tmp_path / "metrics.json").read_text())["summary"]["final_ma"] == 90.0
-    # A score the metrics reject (a CIDEr task above 100) warns instead of stopping the run,
+    # A score the metrics reject (an accuracy above 100) warns instead of stopping the run,
     # and the previous stage's metrics.json does not stay behind as if it were current.
     with pytest.warns(UserWarning, match=r"metrics.json not written: .*150 is outside 0-100"):
         assert write_run_metrics(tmp_path, results_dict([[90, 30, 10], [95, 150, 20]])) is None
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_cider_tasks_may_score_past_100_and_accuracy_tasks_may_not(tmp_path: Path) -> None:
+    # CIDEr ×100 (CoIN's scale) lies in 0-1000: task B is captioning, A and C are accuracies.
+    task_metrics = {"A": "vqa", "B": "cider", "C": "exact"}
+    matrix = [[90, None, None], [95, 132.5, None], [75, 118.0, 60]]
+    metrics = write_run_metrics(tmp_path, results_dict(matrix, task_metrics=task_metrics))
+    assert metrics is not None
+    assert [t["direct"] for t in metrics["per_task"]] == [90.0, 132.5, 60.0]
+    assert metrics["summary"]["final_ma"] == pytest.approx((75 + 118 + 60) / 3)
+    assert metrics["per_stage"][1]["bwt"] == 5.0
+    # The same matrix without the metrics (a CSV, an older results.json) is out of range.
+    with pytest.raises(MatrixError, match=r"stage 2 \(task 'B'\), column 'B': 132.5 is outside"):
+        matrix_from_results(results_dict(matrix))
+    # The ceiling follows the column's metric: 132.5 for the accuracy task A is refused.
+    swapped = {"A": "cider", "B": "vqa", "C": "exact"}
+    with pytest.raises(MatrixError, match=r"column 'B': 132.5 is outside 0-100"):
+        matrix_from_results(results_dict(matrix, task_metrics=swapped))
+    with pytest.raises(MatrixError, match=r"column 'B': 1200.0 is outside 0-1000"):
+        matrix_from_results(
+            results_dict([[90, None, None], [95, 1200.0, None]], task_metrics=task_metrics)
+        )
+    with pytest.raises(MatrixError, match="field 'task_metrics': no metric for task 'C'"):
+        matrix_from_results(results_dict(matrix, task_metrics={"A": "vqa", "B": "cider"}))
+    with pytest.raises(MatrixError, match="field 'task_metrics': expected an object"):
+        matrix_from_results(results_dict(matrix, task_metrics=["vqa", "cider", "exact"]))
 
 
 # ------------------------------------------------------------------------------ mcit metrics

@@ -370,3 +370,26 @@ def test_mcit_report_cli(three_runs, tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mcit report: error:") and "not a run folder" in err
+
+
+def test_matrix_colour_scale_stretches_past_100_for_cider(tmp_path: Path, monkeypatch) -> None:
+    # A captioning task (CIDEr ×100, as CoIN reports it) can score past 100: its run's heatmap
+    # stretches to the largest score; an accuracy-only run keeps 0-100.
+    import mcit.report.report as report_module
+
+    scales: dict[str, tuple[float, str]] = {}
+    real_heatmap = report_module.heatmap
+
+    def spy(path, *args, **kwargs):
+        scales[Path(path).name] = (kwargs["vmax"], kwargs["colorbar_label"])
+        return real_heatmap(path, *args, **kwargs)
+
+    monkeypatch.setattr(report_module, "heatmap", spy)
+    captions = make_run(tmp_path, "lwf", [[90, None, None], [95, 132.5, None], [75, 118.0, 60]])
+    results = json.loads((captions / "results.json").read_text())
+    results["task_metrics"] = {"A": "vqa", "B": "cider", "C": "exact"}
+    (captions / "results.json").write_text(json.dumps(results))
+    md = write_report([make_run(tmp_path, "finetune", FINETUNE), captions], tmp_path / "out")
+    assert scales["matrix_finetune.png"] == (100.0, "score (0-100)")
+    assert scales["matrix_lwf.png"] == (132.5, "score (CIDEr ×100 past 100)")
+    assert _table(md.path.read_text(), "## Summary")[1][3] == "84.33"  # (75 + 118 + 60) / 3

@@ -41,6 +41,8 @@ def test_three_task_run_writes_complete_results(micro_backbone_dirs, micro_bench
             assert len(lines) == 6
             record = json.loads(lines[0])
             assert set(record) == {"id", "prediction", "references", "score"}
+    # Each task's metric, which sets its score range (CIDEr ×100 may pass 100).
+    assert saved["task_metrics"] == {"scienceqa": "option", "gqa": "exact", "grounding": "iou"}
     manifest = saved["manifest"]
     assert manifest["packages"]["torch"].startswith("2.13.0")
     assert manifest["data_counts"]["gqa"] == {"train": 16, "test": 6}

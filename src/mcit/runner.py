@@ -236,6 +236,8 @@ def run(
             "matrix": [],
             "manifest": manifest(config, accelerator, tasks),
         }
+    # Each task's metric sets its score range (CIDEr ×100 passes 100); older runs lack it.
+    results.setdefault("task_metrics", {t.name: t.metric for t in tasks})
     done = len(results["matrix"])
     if done:
         # Rebuild what the finished stages created, then restore their saved state.

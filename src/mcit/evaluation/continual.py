@@ -1,6 +1,7 @@
 """Continual-learning metrics from an accuracy matrix (METHODS.md, "Continual metrics").
 
-The accuracy matrix ``a[t][i]`` is the score (0-100) on task i after training stage t. In the
+The accuracy matrix ``a[t][i]`` is the score (0-100; CIDEr ×100, as CoIN reports it, can reach
+1000: see `score_ceiling`) on task i after training stage t. In the
 docs and in METHODS.md stages and tasks are numbered 1..T; in code the lists are 0-based, so
 ``matrix[t - 1][i - 1]`` holds ``a[t][i]``. Every row has one entry per task; entries on and
 below the diagonal (t ≥ i) must be evaluated, entries above it (tasks not yet trained, only
@@ -43,10 +44,33 @@ __all__ = [
     "compute_continual",
     "compute_metrics",
     "compute_single_stage",
+    "score_ceiling",
     "validate_matrix",
 ]
 
 Matrix = Sequence[Sequence[float | None]]
+Ceilings = Sequence[float] | None  # the highest valid score of each column; None: 100 for all
+
+# Scores are 0-100, except CIDEr-D ×100: per-caption CIDEr-D lies in [0, 10], so a captioning
+# task can score up to 1000 (good captioners pass 100). The matrix itself cannot tell a CIDEr
+# column from a typo, so callers that know the tasks' metrics pass their ceilings.
+_CEILINGS = {"cider": 1000.0}
+
+
+def score_ceiling(metric: str | None) -> float:
+    """The highest valid task score under `metric` (100 unless the metric is CIDEr)."""
+    return _CEILINGS.get(metric or "", 100.0)
+
+
+def _ceiling(ceilings: Ceilings, i: int) -> float:
+    return 100.0 if ceilings is None else float(ceilings[i])
+
+
+def _check_score(v: float, ceiling: float) -> str | None:
+    """Why `v` is not a valid score under `ceiling`, or None."""
+    if not math.isfinite(v) or not 0.0 <= v <= ceiling:
+        return f"{v!r} is outside 0-{ceiling:g}"
+    return None
 
 
 class MatrixError(ValueError):
@@ -136,14 +160,17 @@ def _check_tasks(tasks: Sequence[str]) -> None:
         seen.add(name)
 
 
-def validate_matrix(tasks: Sequence[str], matrix: Matrix, partial: bool = False) -> None:
+def validate_matrix(
+    tasks: Sequence[str], matrix: Matrix, partial: bool = False, ceilings: Ceilings = None
+) -> None:
     """Check an accuracy matrix against METHODS.md's definition of ``a[t][i]``.
 
     One row per stage (in task order) and one entry per task in every row; entries are numbers
-    in 0..100 or None; every entry with t ≥ i (lower triangle and diagonal) must be a number,
-    entries above the diagonal may be None. Raises `MatrixError` naming the stage (number and
-    its task) and the column (task). `partial=True` accepts fewer rows than tasks (a run that
-    has not finished every stage yet).
+    in 0..100 (0..ceilings[i] where given: `score_ceiling` of each task's metric) or None;
+    every entry with t ≥ i (lower triangle and diagonal) must be a number, entries above the
+    diagonal may be None. Raises `MatrixError` naming the stage (number and its task) and the
+    column (task). `partial=True` accepts fewer rows than tasks (a run that has not finished
+    every stage yet).
     """
     _check_tasks(tasks)
     n_tasks = len(tasks)
@@ -178,10 +205,9 @@ def validate_matrix(tasks: Sequence[str], matrix: Matrix, partial: bool = False)
                 raise MatrixError(
                     f"{_where(tasks, t, i)}: {v!r} is not a number", stage=t + 1, column=tasks[i]
                 )
-            if not math.isfinite(v) or not 0.0 <= v <= 100.0:
-                raise MatrixError(
-                    f"{_where(tasks, t, i)}: {v!r} is outside 0-100", stage=t + 1, column=tasks[i]
-                )
+            problem = _check_score(v, _ceiling(ceilings, i))
+            if problem:
+                raise MatrixError(f"{_where(tasks, t, i)}: {problem}", stage=t + 1, column=tasks[i])
     if len(matrix) < n_tasks and not partial:
         missing = ", ".join(f"{k + 1} ({tasks[k]!r})" for k in range(len(matrix), n_tasks))
         raise MatrixError(
@@ -190,7 +216,9 @@ def validate_matrix(tasks: Sequence[str], matrix: Matrix, partial: bool = False)
         )
 
 
-def _validate_zero_shot(tasks: Sequence[str], zero_shot: Sequence[float | None]) -> None:
+def _validate_zero_shot(
+    tasks: Sequence[str], zero_shot: Sequence[float | None], ceilings: Ceilings
+) -> None:
     if len(zero_shot) != len(tasks):
         raise MatrixError(
             f"zero-shot scores: {len(zero_shot)} entries, expected {len(tasks)} "
@@ -201,8 +229,9 @@ def _validate_zero_shot(tasks: Sequence[str], zero_shot: Sequence[float | None])
             continue
         if not _is_number(v):
             raise MatrixError(f"zero-shot score of {tasks[i]!r}: {v!r} is not a number")
-        if not math.isfinite(v) or not 0.0 <= v <= 100.0:
-            raise MatrixError(f"zero-shot score of {tasks[i]!r}: {v!r} is outside 0-100")
+        problem = _check_score(v, _ceiling(ceilings, i))
+        if problem:
+            raise MatrixError(f"zero-shot score of {tasks[i]!r}: {problem}")
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -210,16 +239,19 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def compute_continual(
-    tasks: Sequence[str], matrix: Matrix, zero_shot: Sequence[float | None] | None = None
+    tasks: Sequence[str],
+    matrix: Matrix,
+    zero_shot: Sequence[float | None] | None = None,
+    ceilings: Ceilings = None,
 ) -> ContinualMetrics:
     """All METHODS.md continual metrics of one stream, unrounded (see the module docstring).
 
     `zero_shot[i]` is the score of task i+1 before any training (b_i), needed only for FWT.
-    Validates the matrix first (`validate_matrix`).
+    Validates the matrix first (`validate_matrix`; `ceilings` as there).
     """
-    validate_matrix(tasks, matrix)
+    validate_matrix(tasks, matrix, ceilings=ceilings)
     if zero_shot is not None:
-        _validate_zero_shot(tasks, zero_shot)
+        _validate_zero_shot(tasks, zero_shot, ceilings)
     n = len(tasks)
     a = [[None if v is None else float(v) for v in row] for row in matrix]
 
@@ -267,7 +299,10 @@ def compute_continual(
 
 
 def compute_metrics(
-    tasks: Sequence[str], matrix: Matrix, zero_shot: Sequence[float | None] | None = None
+    tasks: Sequence[str],
+    matrix: Matrix,
+    zero_shot: Sequence[float | None] | None = None,
+    ceilings: Ceilings = None,
 ) -> dict:
     """The JSON object of all continual metrics (METHODS.md, "Continual metrics")::
 
@@ -279,11 +314,14 @@ def compute_metrics(
 
     Floats unrounded, None (JSON null) where undefined. Raises `MatrixError` on a bad matrix.
     """
-    return compute_continual(tasks, matrix, zero_shot).to_dict()
+    return compute_continual(tasks, matrix, zero_shot, ceilings).to_dict()
 
 
 def compute_single_stage(
-    tasks: Sequence[str], row: Sequence[float | None], stage_name: str = "joint"
+    tasks: Sequence[str],
+    row: Sequence[float | None],
+    stage_name: str = "joint",
+    ceilings: Ceilings = None,
 ) -> ContinualMetrics:
     """Metrics of a run with one stage that covers every task (multi-task or zero-shot).
 
@@ -311,8 +349,9 @@ def compute_single_stage(
             )
         if not _is_number(v):
             raise MatrixError(f"{where}: {v!r} is not a number", stage=1, column=tasks[i])
-        if not math.isfinite(v) or not 0.0 <= v <= 100.0:
-            raise MatrixError(f"{where}: {v!r} is outside 0-100", stage=1, column=tasks[i])
+        problem = _check_score(v, _ceiling(ceilings, i))
+        if problem:
+            raise MatrixError(f"{where}: {problem}", stage=1, column=tasks[i])
         scores.append(float(v))
     ma = _mean(scores)
     assert ma is not None

@@ -31,6 +31,7 @@ from mcit.evaluation.continual import (
     MatrixError,
     compute_continual,
     compute_single_stage,
+    score_ceiling,
     validate_matrix,
 )
 from mcit.files import read_json, write_json_atomic
@@ -66,6 +67,9 @@ class AccuracyMatrix:
     zero_shot: list[float | None] | None = None
     single_stage: bool = False
     method: str | None = None
+    # The highest valid score of each task (1000 for CIDEr, else 100), from the run's
+    # task_metrics; None (a CSV matrix, an older results.json): 100 for every task.
+    ceilings: list[float] | None = None
 
     @property
     def stages_done(self) -> int:
@@ -78,10 +82,15 @@ class AccuracyMatrix:
     def continual_metrics(self) -> ContinualMetrics:
         """METHODS.md's continual metrics; of the finished stages only for a partial run."""
         if self.single_stage:
-            return compute_single_stage(self.tasks, self.matrix[0], self.stage_names[0])
+            return compute_single_stage(
+                self.tasks, self.matrix[0], self.stage_names[0], self.ceilings
+            )
         n = len(self.matrix)
         zero_shot = self.zero_shot[:n] if self.zero_shot is not None else None
-        return compute_continual(self.tasks[:n], [row[:n] for row in self.matrix], zero_shot)
+        ceilings = self.ceilings[:n] if self.ceilings is not None else None
+        return compute_continual(
+            self.tasks[:n], [row[:n] for row in self.matrix], zero_shot, ceilings
+        )
 
     def metrics(self) -> dict:
         """The JSON object of `mcit metrics --json` (and of a run's metrics.json)."""
@@ -253,9 +262,12 @@ def matrix_from_results(results: Any, source: str = "results.json") -> AccuracyM
     names = [str(s.get("name", f"stage {t + 1}")) for t, s in enumerate(stages)]
     single = len(tasks) > 1 and len(stages) == 1 and sorted(trained[0]) == sorted(tasks)
     method = results.get("method") if isinstance(results.get("method"), str) else None
+    ceilings = _task_ceilings(results, tasks, source)
     try:
         if single:
-            out = AccuracyMatrix(source, list(tasks), [matrix[0]], names, None, True, method)
+            out = AccuracyMatrix(
+                source, list(tasks), [matrix[0]], names, None, True, method, ceilings
+            )
             out.continual_metrics()  # validates the row
             return out
         for t, stage_tasks in enumerate(trained):
@@ -275,10 +287,26 @@ def matrix_from_results(results: Any, source: str = "results.json") -> AccuracyM
                 f"{detail}",
                 stage=t + 1,
             )
-        validate_matrix(tasks, matrix, partial=True)
+        validate_matrix(tasks, matrix, partial=True, ceilings=ceilings)
     except MatrixError as exc:
         raise _relocated(exc, source) from None
-    return AccuracyMatrix(source, list(tasks), [list(r) for r in matrix], names, method=method)
+    return AccuracyMatrix(
+        source, list(tasks), [list(r) for r in matrix], names, method=method, ceilings=ceilings
+    )
+
+
+def _task_ceilings(results: dict, tasks: list[str], source: str) -> list[float] | None:
+    """Each task's highest valid score from results.json's 'task_metrics' (a run of mcit before
+    that field has none: every task is then scored 0-100)."""
+    metrics = results.get("task_metrics")
+    if metrics is None:
+        return None
+    if not isinstance(metrics, dict) or not all(isinstance(v, str) for v in metrics.values()):
+        raise MatrixError(f"{source}, field 'task_metrics': expected an object task → metric name")
+    missing = [t for t in tasks if t not in metrics]
+    if missing:
+        raise MatrixError(f"{source}, field 'task_metrics': no metric for task {missing[0]!r}")
+    return [score_ceiling(metrics[t]) for t in tasks]
 
 
 def read_results_json(path: str | Path) -> AccuracyMatrix:
@@ -318,8 +346,8 @@ def zero_shot_scores(zero_shot_run: AccuracyMatrix, tasks: list[str]) -> list[fl
 def write_run_metrics(run_dir: Path, results: dict) -> dict | None:
     """Write `run_dir/metrics.json` (the `mcit metrics --json` object of the stages so far).
 
-    The run has produced the matrix itself, so a matrix the metrics reject (e.g. a CIDEr task
-    scored above 100) must not stop it: warn, leave metrics.json out, and return None.
+    The run has produced the matrix itself, so a matrix the metrics reject (e.g. a score out of
+    its metric's range) must not stop it: warn, leave metrics.json out, and return None.
     """
 
     path = run_dir / "metrics.json"

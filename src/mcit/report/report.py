@@ -143,6 +143,9 @@ def write_report(
     figures.append(curves)
     md += [_image(out_dir, curves, "MA and BWT over the stream"), "", "## Accuracy matrices", ""]
     for run in runs:
+        # A CIDEr task (×100, as CoIN reports it) can pass 100: the colour scale then stretches
+        # to the largest score instead of saturating.
+        top = max(100.0, *(v for row in run.matrix.matrix for v in row if v is not None))
         rows = [
             f"{t + 1}: {name}"
             for t, name in enumerate(run.matrix.stage_names[: run.matrix.stages_done])
@@ -157,8 +160,8 @@ def write_report(
             col_label="evaluated task",
             value_format=".1f",
             vmin=0.0,
-            vmax=100.0,
-            colorbar_label="score (0-100)",
+            vmax=top,
+            colorbar_label="score (CIDEr ×100 past 100)" if top > 100 else "score (0-100)",
         )
         figures.append(path)
         md += [f"### {run.display}", "", _image(out_dir, path, f"accuracy matrix, {run.label}"), ""]

@@ -13,12 +13,10 @@ problems instead and skips the bad records, which is what `mcit data validate` n
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 from PIL import Image
 
 from mcit.data.sample import METRICS, MODALITIES, DataError, Sample
+from mcit.files import write_text_atomic
 
 TAGS = {m: f"<{m}>" for m in MODALITIES}
 USER_ROLES = ("human", "user")
@@ -118,7 +117,7 @@ def write_llava_train(path: str | Path, samples: Iterable[Sample], media_root: s
     """
     root = _abs(Path(media_root))
     records = [_train_record(sample, root) for sample in samples]
-    _write_atomic(Path(path), _dump_list(records))
+    write_text_atomic(Path(path), _dump_list(records))
 
 
 def write_llava_test(path: str | Path, samples: Iterable[Sample], media_root: str | Path) -> None:
@@ -130,7 +129,7 @@ def write_llava_test(path: str | Path, samples: Iterable[Sample], media_root: st
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     else:
         text = _dump_list(records)
-    _write_atomic(path, text)
+    write_text_atomic(path, text)
 
 
 def box_problem(text: str) -> str | None:
@@ -558,23 +557,6 @@ def _dump_list(records: list[dict[str, Any]]) -> str:
     if not records:
         return "[]\n"
     return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; data files should be readable by all
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- helpers
