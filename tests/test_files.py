@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mcit.files import read_json, write_json_atomic, write_text_atomic
+from mcit.files import atomic_path, read_json, write_json_atomic, write_text_atomic
 
 
 def test_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
@@ -39,3 +39,18 @@ def test_read_json_names_file_line_and_column(tmp_path):
         read_json(bad)
     with pytest.raises(KeyError, match="missing.json: cannot read"):
         read_json(tmp_path / "missing.json", KeyError)
+
+
+def test_file_is_on_disk_before_the_rename(tmp_path, monkeypatch):
+    # fsync before os.replace: after a crash the new name never points at unwritten data.
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: events.append(f"replace {b.name}") or real_replace(a, b)
+    )
+    write_text_atomic(tmp_path / "a.json", "{}")
+    with atomic_path(tmp_path / "w.bin") as tmp:
+        tmp.write_bytes(b"\0" * 8)
+    assert events == ["fsync", "replace a.json", "fsync", "replace w.bin"]
+    assert (tmp_path / "w.bin").read_bytes() == b"\0" * 8

@@ -216,10 +216,13 @@ def test_write_run_metrics(tmp_path: Path) -> None:
     assert not (tmp_path / "metrics.json").exists()
 
 
+THREE_CIDER = [[90, None, None], [95, 132.5, None], [75, 118.0, 60]]
+
+
 def test_cider_tasks_may_score_past_100_and_accuracy_tasks_may_not(tmp_path: Path) -> None:
     # CIDEr ×100 (CoIN's scale) lies in 0-1000: task B is captioning, A and C are accuracies.
     task_metrics = {"A": "vqa", "B": "cider", "C": "exact"}
-    matrix = [[90, None, None], [95, 132.5, None], [75, 118.0, 60]]
+    matrix = THREE_CIDER
     metrics = write_run_metrics(tmp_path, results_dict(matrix, task_metrics=task_metrics))
     assert metrics is not None
     assert [t["direct"] for t in metrics["per_task"]] == [90.0, 132.5, 60.0]
@@ -240,6 +243,33 @@ def test_cider_tasks_may_score_past_100_and_accuracy_tasks_may_not(tmp_path: Pat
         matrix_from_results(results_dict(matrix, task_metrics={"A": "vqa", "B": "cider"}))
     with pytest.raises(MatrixError, match="field 'task_metrics': expected an object"):
         matrix_from_results(results_dict(matrix, task_metrics=["vqa", "cider", "exact"]))
+    # A single-stage (multi-task) run's row is checked with the same ranges.
+    joint = results_dict([[60, 130, 45]], stage_tasks=[TASKS], method="multitask")
+    assert matrix_from_results({**joint, "task_metrics": task_metrics}).metrics()["summary"][
+        "final_ma"
+    ] == pytest.approx(235 / 3)
+    with pytest.raises(MatrixError, match="column 'B': 130 is outside 0-100"):
+        matrix_from_results(joint)
+
+
+def test_cider_past_100_in_the_run_summary_and_with_a_zero_shot_run(tmp_path, capsys) -> None:
+    from mcit.cli import _print_summary
+
+    task_metrics = {"A": "vqa", "B": "cider", "C": "exact"}
+    _print_summary(results_dict(THREE_CIDER, task_metrics=task_metrics))
+    assert capsys.readouterr().out.startswith("final_ma: 84.33  mean_ma: ")
+    # A CSV matrix knows no metrics; FWT's b_i from a zero-shot run with a CIDEr task at 120
+    # takes that run's ranges. FWT = mean(a12 - b2, a23 - b3) = mean(30 - 120, 20 - 12) = -41.
+    csv = tmp_path / "m.csv"
+    csv.write_text("stage,A,B,C\nA,90,30,10\nB,95,80,20\nC,75,50,60\n")
+    zero = write_results(
+        tmp_path / "zs",
+        results_dict(
+            [[1, 120, 12]], stage_tasks=[TASKS], method="zero-shot", task_metrics=task_metrics
+        ),
+    )
+    assert main(["metrics", str(csv), "--json", "--zero-shot", str(zero)]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["fwt"] == -41.0
 
 
 # ------------------------------------------------------------------------------ mcit metrics

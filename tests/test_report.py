@@ -373,8 +373,8 @@ def test_mcit_report_cli(three_runs, tmp_path: Path, capsys) -> None:
 
 
 def test_matrix_colour_scale_stretches_past_100_for_cider(tmp_path: Path, monkeypatch) -> None:
-    # A captioning task (CIDEr ×100, as CoIN reports it) can score past 100: its run's heatmap
-    # stretches to the largest score; an accuracy-only run keeps 0-100.
+    # A captioning task (CIDEr ×100, as CoIN reports it) can score past 100: the heatmaps share
+    # one colour scale, stretched to the largest score; accuracy-only reports keep 0-100.
     import mcit.report.report as report_module
 
     scales: dict[str, tuple[float, str]] = {}
@@ -390,6 +390,12 @@ def test_matrix_colour_scale_stretches_past_100_for_cider(tmp_path: Path, monkey
     results["task_metrics"] = {"A": "vqa", "B": "cider", "C": "exact"}
     (captions / "results.json").write_text(json.dumps(results))
     md = write_report([make_run(tmp_path, "finetune", FINETUNE), captions], tmp_path / "out")
-    assert scales["matrix_finetune.png"] == (100.0, "score (0-100)")
-    assert scales["matrix_lwf.png"] == (132.5, "score (CIDEr ×100 past 100)")
-    assert _table(md.path.read_text(), "## Summary")[1][3] == "84.33"  # (75 + 118 + 60) / 3
+    stretched = (132.5, "score (CIDEr ×100 past 100)")
+    assert scales == {"matrix_finetune.png": stretched, "matrix_lwf.png": stretched}
+    text = md.path.read_text()
+    assert "Scores are 0-100; CIDEr ×100 up to 1000." in text
+    assert _table(text, "## Summary")[1][3] == "84.33"  # (75 + 118 + 60) / 3
+    scales.clear()
+    plain = write_report([make_run(tmp_path / "acc", "finetune", FINETUNE)], tmp_path / "out2")
+    assert scales == {"matrix_finetune.png": (100.0, "score (0-100)")}
+    assert "Scores are 0-100." in plain.path.read_text()

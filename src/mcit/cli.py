@@ -25,9 +25,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     if PartialState().is_main_process:
+        from mcit.evaluation.continual import scale_note, score_ceiling
+
         run_dir = Path(config.output_dir) / config.run_name
+        scale = scale_note([score_ceiling(m) for m in results["task_metrics"].values()])
         print(
-            f"\nAccuracy matrix (rows: after training stage; columns: task; scores 0-100) — {config.method.name}"
+            f"\nAccuracy matrix (rows: after training stage; columns: task; scores {scale}) — "
+            f"{config.method.name}"
         )
         print(format_matrix(results["tasks"], results["stages"], results["matrix"]))
         _print_summary(results)
@@ -36,7 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(results: dict) -> None:
-    from mcit.evaluation.continual import compute_metrics
+    from mcit.evaluation.matrix_files import matrix_from_results
 
     matrix = results["matrix"]
     if len(matrix) != len(results["tasks"]):
@@ -44,7 +48,7 @@ def _print_summary(results: dict) -> None:
         if final:
             print(f"mean over tasks: {sum(final) / len(final):.2f}")
         return
-    summary = compute_metrics(results["tasks"], matrix)["summary"]
+    summary = matrix_from_results(results).metrics()["summary"]
     shown = {k: v for k, v in summary.items() if v is not None}
     print("  ".join(f"{k}: {v:.2f}" for k, v in shown.items()))
 

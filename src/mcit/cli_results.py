@@ -36,8 +36,9 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
                 raise MatrixError(
                     f"{args.path}: a single-stage run has no forward transfer (--zero-shot)"
                 )
-            b = zero_shot_scores(read_results_json(args.zero_shot), matrix.tasks)
-            matrix = matrix.with_zero_shot(b)
+            zero_shot_run = read_results_json(args.zero_shot)
+            b = zero_shot_scores(zero_shot_run, matrix.tasks)
+            matrix = matrix.with_zero_shot(b, zero_shot_run)
         metrics = matrix.continual_metrics()
     except MatrixError as err:
         return _fail("metrics", err)

@@ -44,6 +44,7 @@ __all__ = [
     "compute_continual",
     "compute_metrics",
     "compute_single_stage",
+    "scale_note",
     "score_ceiling",
     "validate_matrix",
 ]
@@ -60,6 +61,11 @@ _CEILINGS = {"cider": 1000.0}
 def score_ceiling(metric: str | None) -> float:
     """The highest valid task score under `metric` (100 unless the metric is CIDEr)."""
     return _CEILINGS.get(metric or "", 100.0)
+
+
+def scale_note(ceilings: Ceilings) -> str:
+    """How tables and axes name the score range of a matrix with these ceilings."""
+    return "0-100; CIDEr ×100 up to 1000" if ceilings and max(ceilings) > 100.0 else "0-100"
 
 
 def _ceiling(ceilings: Ceilings, i: int) -> float:

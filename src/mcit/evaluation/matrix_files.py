@@ -96,8 +96,16 @@ class AccuracyMatrix:
         """The JSON object of `mcit metrics --json` (and of a run's metrics.json)."""
         return self.continual_metrics().to_dict()
 
-    def with_zero_shot(self, zero_shot: list[float | None]) -> AccuracyMatrix:
-        return dataclasses.replace(self, zero_shot=list(zero_shot))
+    def with_zero_shot(
+        self, zero_shot: list[float | None], zero_shot_run: AccuracyMatrix | None = None
+    ) -> AccuracyMatrix:
+        """This matrix with FWT's b_i. A matrix that does not know its tasks' metrics (a CSV)
+        takes their score ranges from the zero-shot run, whose CIDEr scores may pass 100."""
+        ceilings = self.ceilings
+        if ceilings is None and zero_shot_run is not None and zero_shot_run.ceilings is not None:
+            by_task = dict(zip(zero_shot_run.tasks, zero_shot_run.ceilings, strict=True))
+            ceilings = [by_task.get(t, 100.0) for t in self.tasks]
+        return dataclasses.replace(self, zero_shot=list(zero_shot), ceilings=ceilings)
 
 
 def _relocated(exc: MatrixError, where: str) -> MatrixError:

@@ -6,7 +6,6 @@ cells without a value "–". Files are written atomically (temporary file, then 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mcit.evaluation.continual import scale_note
+from mcit.files import atomic_path
 from mcit.report.runs import RunRecord
 
 __all__ = ["efficiency_figure", "heatmap", "stage_curves_figure"]
@@ -24,11 +25,9 @@ DPI = 110
 
 def save_figure(fig: Figure, path: Path) -> Path:
     """Write `fig` as a PNG atomically (temporary file, then rename); return `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)  # attach the Agg canvas explicitly: independent of the backend
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
     return path
 
 
@@ -114,7 +113,8 @@ def stage_curves_figure(path: Path, runs: Sequence[RunRecord]) -> Path:
         ax.set_xlim(0.5, len(tasks) + 0.5)
         ax.set_xlabel("after training stage (task learned)")
         ax.grid(alpha=0.3)
-    ax_ma.set_ylabel("MA_t: mean score over learned tasks (0-100)")
+    scale = scale_note([c for r in runs for c in r.matrix.ceilings or [100.0]])
+    ax_ma.set_ylabel(f"MA_t: mean score over learned tasks ({scale})")
     ax_ma.set_title("Mean accuracy MA_t")
     ax_bwt.set_ylabel("BWT_t (negative = forgetting)")
     ax_bwt.set_title("Backward transfer BWT_t")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcit.evaluation.continual import scale_note
 from mcit.files import write_text_atomic
 from mcit.report.bench import find_bench, render_bench_section
 from mcit.report.plots import efficiency_figure, heatmap, stage_curves_figure
@@ -104,7 +105,7 @@ def write_report(
     md = [
         f"# mcit report — {Path(str(benchmark)).name}, {len(runs)} run(s)",
         "",
-        f"Stream: {' → '.join(tasks)}. Scores are 0-100{_split_note(runs)}.",
+        f"Stream: {' → '.join(tasks)}. Scores are {_scale(runs)}{_split_note(runs)}.",
         "",
         _runs_section(runs, notes, warnings),
         "",
@@ -142,10 +143,10 @@ def write_report(
     curves = stage_curves_figure(plots / "stages_ma_bwt.png", runs)
     figures.append(curves)
     md += [_image(out_dir, curves, "MA and BWT over the stream"), "", "## Accuracy matrices", ""]
+    # One colour scale for every run, so a colour means the same score in each heatmap; a CIDEr
+    # task (×100, as CoIN reports it) can pass 100 and stretches it to the largest score.
+    top = max(100.0, *(v for r in runs for row in r.matrix.matrix for v in row if v is not None))
     for run in runs:
-        # A CIDEr task (×100, as CoIN reports it) can pass 100: the colour scale then stretches
-        # to the largest score instead of saturating.
-        top = max(100.0, *(v for row in run.matrix.matrix for v in row if v is not None))
         rows = [
             f"{t + 1}: {name}"
             for t, name in enumerate(run.matrix.stage_names[: run.matrix.stages_done])
@@ -218,6 +219,10 @@ def write_report(
     report_path = out_dir / "report.md"
     write_text_atomic(report_path, "\n".join(md).rstrip() + "\n")
     return Report(report_path, figures, warnings)
+
+
+def _scale(runs: list[RunRecord]) -> str:
+    return scale_note([c for r in runs for c in r.matrix.ceilings or [100.0]])
 
 
 def _split_note(runs: list[RunRecord]) -> str:

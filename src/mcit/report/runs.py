@@ -142,7 +142,7 @@ def load_runs(paths: list[str | Path]) -> list[RunRecord]:
         b = list(zero_shot.matrix.matrix[0])
         for run in runs:
             if not run.matrix.single_stage:
-                run.matrix = run.matrix.with_zero_shot(b)
+                run.matrix = run.matrix.with_zero_shot(b, zero_shot.matrix)
                 run.metrics = run.matrix.continual_metrics()
     return runs
 

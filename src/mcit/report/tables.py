@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from mcit.evaluation.continual import ContinualMetrics
+from mcit.evaluation.continual import ContinualMetrics, scale_note
 from mcit.evaluation.matrix_files import AccuracyMatrix
 from mcit.report.runs import NOT_REHEARSAL_FREE_MARK, RunRecord
 
@@ -76,7 +76,7 @@ def metrics_text(matrix: AccuracyMatrix, metrics: ContinualMetrics) -> str:
     s = metrics.summary
     parts = [
         f"Accuracy matrix of {matrix.source} (rows: after training stage; columns: task; "
-        "scores 0-100)",
+        f"scores {scale_note(matrix.ceilings)})",
         text_table(["after stage", *matrix.tasks], _matrix_rows(matrix)),
     ]
     if matrix.zero_shot is not None:

@@ -4,23 +4,20 @@ half-written stage that a resume would trust."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from mcit.files import temporary_path, write_json_atomic
+from mcit.files import atomic_path, write_json_atomic
 
 
 def save_stage(stage_dir: Path, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
     """Save what the method owns after a stage: `method.safetensors` + `method.json`."""
     stage_dir.mkdir(parents=True, exist_ok=True)
-    weights = stage_dir / "method.safetensors"
-    tmp = temporary_path(weights)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, weights)
+    with atomic_path(stage_dir / "method.safetensors") as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
     # Written last: its presence marks the stage's checkpoint complete.
     write_json_atomic(stage_dir / "method.json", extra)
 
