@@ -256,7 +256,7 @@ def test_cider_past_100_in_the_run_summary_and_with_a_zero_shot_run(tmp_path, ca
     from mcit.cli import _print_summary
 
     task_metrics = {"A": "vqa", "B": "cider", "C": "exact"}
-    _print_summary(results_dict(THREE_CIDER, task_metrics=task_metrics))
+    _print_summary(matrix_from_results(results_dict(THREE_CIDER, task_metrics=task_metrics)))
     assert capsys.readouterr().out.startswith("final_ma: 84.33  mean_ma: ")
     # A CSV matrix knows no metrics; FWT's b_i from a zero-shot run with a CIDEr task at 120
     # takes that run's ranges. FWT = mean(a12 - b2, a23 - b3) = mean(30 - 120, 20 - 12) = -41.

@@ -7,6 +7,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mcit.evaluation.matrix_files import AccuracyMatrix
 
 # Quiet the libraries' start-up chatter before they are imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -25,30 +29,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        from mcit.evaluation.continual import scale_note, score_ceiling
+        from mcit.evaluation.continual import scale_note
+        from mcit.evaluation.matrix_files import matrix_from_results
 
         run_dir = Path(config.output_dir) / config.run_name
-        scale = scale_note([score_ceiling(m) for m in results["task_metrics"].values()])
+        matrix = matrix_from_results(results)
         print(
-            f"\nAccuracy matrix (rows: after training stage; columns: task; scores {scale}) — "
-            f"{config.method.name}"
+            "\nAccuracy matrix (rows: after training stage; columns: task; "
+            f"scores {scale_note(matrix.ceilings)}) — {config.method.name}"
         )
         print(format_matrix(results["tasks"], results["stages"], results["matrix"]))
-        _print_summary(results)
+        _print_summary(matrix)
         print(f"\nrun directory: {run_dir}")
     return 0
 
 
-def _print_summary(results: dict) -> None:
-    from mcit.evaluation.matrix_files import matrix_from_results
-
-    matrix = results["matrix"]
-    if len(matrix) != len(results["tasks"]):
-        final = [v for v in matrix[-1] if v is not None]
+def _print_summary(matrix: AccuracyMatrix) -> None:
+    if len(matrix.matrix) != len(matrix.tasks):
+        final = [v for v in matrix.matrix[-1] if v is not None]
         if final:
             print(f"mean over tasks: {sum(final) / len(final):.2f}")
         return
-    summary = matrix_from_results(results).metrics()["summary"]
+    summary = matrix.metrics()["summary"]
     shown = {k: v for k, v in summary.items() if v is not None}
     print("  ".join(f"{k}: {v:.2f}" for k, v in shown.items()))
 

@@ -9,7 +9,6 @@ need not be present), then the stage's saved method state.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from mcit.config import ConfigError, RunConfig, load_config
 from mcit.data.collate import Collator
 from mcit.data.sample import DataError, Sample, Task
+from mcit.files import read_json
 from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.train.checkpoint import load_stage, stage_complete
 
@@ -39,10 +39,7 @@ def _read_results(run_dir: Path) -> dict:
     path = run_dir / "results.json"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: the run has no finished stage yet (no results.json)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: corrupt results file ({err})") from err
+    return read_json(path, ConfigError)
 
 
 def load_trained(

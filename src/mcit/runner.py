@@ -31,7 +31,7 @@ from mcit.data.sample import Task
 from mcit.evaluation.analysis import StageAnalysis, write_stage_analysis
 from mcit.evaluation.evaluator import check_answer_budget, evaluate_task, write_jsonl_atomic
 from mcit.evaluation.matrix_files import write_run_metrics
-from mcit.files import write_json_atomic, write_text_atomic
+from mcit.files import read_json, write_json_atomic, write_text_atomic
 from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.models.backbone import load_backbone
 from mcit.train.checkpoint import load_stage, save_stage, stage_complete
@@ -331,11 +331,7 @@ def run(
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(
-            f"{path}: corrupt results file ({err}); delete it to start the run again"
-        ) from err
+        return read_json(path, ConfigError)
+    except ConfigError as err:
+        raise ConfigError(f"{err}; delete it to start the run again") from None

@@ -14,9 +14,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mcit.evaluation.continual import scale_note
 from mcit.files import atomic_path
-from mcit.report.runs import RunRecord
+from mcit.report.runs import RunRecord, score_scale
 
 __all__ = ["efficiency_figure", "heatmap", "stage_curves_figure"]
 
@@ -113,8 +112,7 @@ def stage_curves_figure(path: Path, runs: Sequence[RunRecord]) -> Path:
         ax.set_xlim(0.5, len(tasks) + 0.5)
         ax.set_xlabel("after training stage (task learned)")
         ax.grid(alpha=0.3)
-    scale = scale_note([c for r in runs for c in r.matrix.ceilings or [100.0]])
-    ax_ma.set_ylabel(f"MA_t: mean score over learned tasks ({scale})")
+    ax_ma.set_ylabel(f"MA_t: mean score over learned tasks ({score_scale(runs)})")
     ax_ma.set_title("Mean accuracy MA_t")
     ax_bwt.set_ylabel("BWT_t (negative = forgetting)")
     ax_bwt.set_title("Backward transfer BWT_t")

@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcit.evaluation.continual import scale_note
 from mcit.files import write_text_atomic
 from mcit.report.bench import find_bench, render_bench_section
 from mcit.report.plots import efficiency_figure, heatmap, stage_curves_figure
-from mcit.report.runs import RunRecord, load_runs, setting_differences
+from mcit.report.runs import RunRecord, load_runs, score_scale, setting_differences
 from mcit.report.tables import (
     BWT_NOTE,
     analysis_summary_table,
@@ -105,7 +104,7 @@ def write_report(
     md = [
         f"# mcit report — {Path(str(benchmark)).name}, {len(runs)} run(s)",
         "",
-        f"Stream: {' → '.join(tasks)}. Scores are {_scale(runs)}{_split_note(runs)}.",
+        f"Stream: {' → '.join(tasks)}. Scores are {score_scale(runs)}{_split_note(runs)}.",
         "",
         _runs_section(runs, notes, warnings),
         "",
@@ -219,10 +218,6 @@ def write_report(
     report_path = out_dir / "report.md"
     write_text_atomic(report_path, "\n".join(md).rstrip() + "\n")
     return Report(report_path, figures, warnings)
-
-
-def _scale(runs: list[RunRecord]) -> str:
-    return scale_note([c for r in runs for c in r.matrix.ceilings or [100.0]])
 
 
 def _split_note(runs: list[RunRecord]) -> str:

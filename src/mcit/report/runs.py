@@ -7,15 +7,16 @@ is a zero-shot run, uses its scores as the b_i of every other run's forward tran
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mcit.evaluation.continual import ContinualMetrics, MatrixError
+from mcit.evaluation.continual import ContinualMetrics, MatrixError, scale_note
 from mcit.evaluation.matrix_files import AccuracyMatrix, matrix_from_results
+from mcit.files import read_json
 from mcit.report import ReportError
 from mcit.report.analysis import Analysis, last_stage_analyses
 
@@ -25,6 +26,7 @@ __all__ = [
     "RunRecord",
     "load_run",
     "load_runs",
+    "score_scale",
     "setting_differences",
 ]
 
@@ -93,10 +95,7 @@ def load_run(path: str | Path) -> RunRecord:
     results_path = run_dir / "results.json"
     if not results_path.is_file():
         raise ReportError(f"{run_dir}: not a run folder (no results.json)")
-    try:
-        results = json.loads(results_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{results_path}: cannot read: {exc}") from None
+    results = read_json(results_path, ReportError)
     try:
         matrix = matrix_from_results(results, str(results_path))
         metrics = matrix.continual_metrics()
@@ -121,6 +120,11 @@ def _labels(runs: list[RunRecord]) -> list[str]:
         label if labels.count(label) == 1 else f"{label} ({r.path})"
         for label, r in zip(labels, runs, strict=True)
     ]
+
+
+def score_scale(runs: Sequence[RunRecord]) -> str:
+    """The score range of these runs, as tables and axes name it ("0-100", or with CIDEr)."""
+    return scale_note([c for r in runs for c in r.matrix.ceilings or [100.0]])
 
 
 def load_runs(paths: list[str | Path]) -> list[RunRecord]:
