@@ -1,7 +1,7 @@
 """Shared fixtures: a micro tiny backbone and a micro coin-mini, built once per session.
 
-The micro backbone uses the real pre-training code path (tokenizer, CLIP stage, LLaVA stage,
-cache) with very few steps, so the tests exercise everything the default run does, in seconds.
+The micro backbone uses the real pre-training code path (tokenizer, CLIP stage, features,
+LLaVA stage, probe, model card, cache) with very few steps, so the tests exercise everything the default run does, in seconds.
 """
 
 from __future__ import annotations
@@ -18,26 +18,18 @@ import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-MICRO_TINY = {
-    "vision_hidden": 32,
-    "vision_layers": 1,
-    "vision_heads": 2,
-    "text_hidden": 32,
-    "text_layers": 1,
-    "projection_dim": 32,
-    "lm_hidden": 48,
-    "lm_layers": 2,
-    "lm_heads": 2,
-    "lm_intermediate": 96,
-    "vocab_size": 600,
-    "clip_samples": 64,
-    "clip_steps": 2,
-    "clip_batch": 16,
-    "llava_samples": 64,
-    "llava_steps": 3,
-    "llava_batch": 8,
-    "report_samples": 4,
-}
+
+def _micro_tiny() -> dict:
+    """The `micro` recipe as overrides of the default one (what `model.backbone.tiny` takes)."""
+    from dataclasses import asdict
+
+    from mcit.pretrain.recipes import DEFAULT_RECIPE, RECIPES
+
+    default = asdict(RECIPES[DEFAULT_RECIPE])
+    return {k: v for k, v in asdict(RECIPES["micro"]).items() if v != default[k]}
+
+
+MICRO_TINY = _micro_tiny()
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +41,10 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def micro_backbone_dirs(cache_dir):
-    from mcit.models.tiny import TinyConfig, ensure_tiny_backbone
+    from mcit.pretrain.recipes import RECIPES
+    from mcit.pretrain.shipped import ensure_tiny_backbone
 
-    return ensure_tiny_backbone(TinyConfig(**MICRO_TINY), progress=False)
+    return ensure_tiny_backbone(RECIPES["micro"], progress=False)
 
 
 @pytest.fixture(scope="session")

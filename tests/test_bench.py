@@ -36,6 +36,7 @@ from mcit.cli import main
 from mcit.config import ConfigError, load_config
 from mcit.data.collate import Collator
 from mcit.models.backbone import BackboneConfig, load_backbone
+from mcit.models.efficientnet_lite import block_specs
 from mcit.runner import load_stream
 
 CPU = torch.device("cpu")
@@ -57,17 +58,26 @@ def _lora_per_layer(h: int, m: int, r: int) -> int:
 
 # ---------------------------------------------------------------------------- parameters
 def _llava_by_hand(config) -> int:
-    """A llava-hf LLaVA's parameters from its config: Llama LM with an untied head, CLIP vision
-    tower (biased projections, pre and post layer norms), 2-layer MLP projector with biases."""
+    """A llava-hf LLaVA's parameters from its config: Llama LM with an untied head, the vision
+    tower (CLIP ViT: biased projections, pre and post layer norms; EfficientNet-Lite: bias-free
+    convolutions, each followed by a batch norm's scale and shift), 2-layer MLP projector."""
     lm, vision = config.text_config, config.vision_config
     h, m, v, n = lm.hidden_size, lm.intermediate_size, lm.vocab_size, lm.num_hidden_layers
     llama = v * h + n * (4 * h * h + 3 * h * m + 2 * h) + h + v * h  # embed, layers, norm, head
-    w, f, p = vision.hidden_size, vision.intermediate_size, vision.patch_size
-    positions = (vision.image_size // p) ** 2 + 1
-    layer = 4 * (w * w + w) + 2 * 2 * w + (w * f + f) + (f * w + w)
-    clip = 3 * p * p * w + w + positions * w + 2 * w + vision.num_hidden_layers * layer + 2 * w
+    w = vision.hidden_size
+    if vision.model_type == "mcit_efficientnet_lite":
+        tower = 3 * 32 * 3 * 3 + 2 * 32  # stem
+        for expand, k, _, cin, cout in block_specs()[: vision.num_blocks]:
+            mid = cin * expand
+            tower += (cin * mid + 2 * mid if expand != 1 else 0) + (mid * k * k + 2 * mid)
+            tower += mid * cout + 2 * cout
+    else:
+        f, p = vision.intermediate_size, vision.patch_size
+        positions = (vision.image_size // p) ** 2 + 1
+        layer = 4 * (w * w + w) + 2 * 2 * w + (w * f + f) + (f * w + w)
+        tower = 3 * p * p * w + w + positions * w + 2 * w + vision.num_hidden_layers * layer + 2 * w
     projector = (w * h + h) + (h * h + h)
-    return llama + clip + projector
+    return llama + tower + projector
 
 
 def test_the_micro_backbone_counts_as_its_config_says(backbone):

@@ -42,7 +42,8 @@ def test_labels_cover_exactly_the_answer_and_eos(micro_backbone_dirs, tmp_path):
     slots = batch.input_ids[0] == backbone.image_token_id
     assert int(slots.sum()) == backbone.num_image_tokens
     assert bool((batch.labels[0][slots] == IGNORE).all())
-    assert batch.pixel_values.shape == (1, 3, 64, 64)
+    side = backbone.model.config.vision_config.image_size  # the tower's input, resized to
+    assert batch.pixel_values.shape == (1, 3, side, side)
     text = tok.decode(batch.input_ids[0][~slots])
     assert text.startswith("<s>USER: \nWhich one? ASSISTANT: blue circle</s>")
 

@@ -175,9 +175,10 @@ def test_too_short_generation_budget_is_warned(micro_backbone_dirs, micro_benchm
 def test_validation_split_holds_out_training_records_and_never_reads_test(
     micro_backbone_dirs, micro_benchmark, tmp_path
 ):
-    """data.validation_per_task: each task trains on all but its last N training records and is
-    evaluated on exactly those N (their answer the one reference); its test records are unused."""
-    from mcit.runner import load_stream
+    """data.validation_per_task: each task trains on all but N training records drawn at random
+    (seeded) and is evaluated on exactly those N (their answer the one reference); its test
+    records are unused."""
+    from mcit.runner import hold_out_validation, load_stream
 
     config = load_config(None, micro_overrides(micro_benchmark, tmp_path))
     full = load_stream(config)
@@ -198,10 +199,20 @@ def test_validation_split_holds_out_training_records_and_never_reads_test(
             .read_text()
             .splitlines()
         ]
-        held = by_name[task].train[-5:]
+        held = hold_out_validation([by_name[task]], 5, seed=0)[0].test
         assert [r["id"] for r in records] == [s.id for s in held]
+        train_ids = [s.id for s in by_name[task].train]
+        positions = [train_ids.index(s.id) for s in held]
+        assert positions == sorted(positions) and positions != list(range(11, 16))  # not the tail
         assert [r["references"] for r in records] == [[s.answer] for s in held]
         assert not {r["id"] for r in records} & {s.id for s in by_name[task].test}
+    # The split is a function of the seed and the task, not of the order or the other tasks.
+    (gqa,) = hold_out_validation([by_name["gqa"]], 5, seed=0)
+    pair = hold_out_validation([by_name["scienceqa"], by_name["gqa"]], 5, seed=0)
+    assert [s.id for s in pair[1].test] == [s.id for s in gqa.test]
+    assert [s.id for s in hold_out_validation([by_name["gqa"]], 5, seed=1)[0].test] != [
+        s.id for s in gqa.test
+    ]
     # The report says where its scores come from.
     from mcit.report.report import write_report
 

@@ -350,3 +350,30 @@ def test_caption_views_are_true_short_facts_of_the_picture() -> None:
         for view in short:
             if view.startswith("a sign that says "):
                 assert full.startswith(view)
+
+
+def _blind_score(name: str, key) -> float:
+    """Score of the best answer a model that never sees the image could give: the most common
+    training answer of the test question's `key` (its exact text, or its template)."""
+    from mcit.evaluation.scorers import score_predictions
+
+    spec = TASKS[name]
+    train = spec.generate(600, random.Random(1), 64, "train")
+    test = spec.generate(150, random.Random(2), 64, "test")
+    by_key: dict[str, Counter] = defaultdict(Counter)
+    for e in train:
+        by_key[key(e)][e.answer] += 1
+    overall = Counter(e.answer for e in train)
+    guesses = [(by_key.get(key(e)) or overall).most_common(1)[0][0] for e in test]
+    scores = score_predictions(spec.metric, guesses, [e.references or [e.answer] for e in test])
+    return 100 * sum(scores) / len(scores)
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_no_task_is_solvable_without_the_image(name: str) -> None:
+    """The blind check: with the image blank, the best a model can do is the answer its
+    training data makes most likely for the question (or its template). That stays near chance
+    on every task (measured: 3-39; yes/no questions put chance at 50 on part of gqa and vqav2),
+    below the 50 that learning a task must reach."""
+    blind = max(_blind_score(name, lambda e: e.question), _blind_score(name, lambda e: e.template))
+    assert blind <= 45.0, f"{name}: a text-only guess scores {blind:.1f}"

@@ -56,19 +56,55 @@ def _print_summary(matrix: AccuracyMatrix) -> None:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from mcit.models.tiny import TinyConfig, ensure_tiny_backbone, tiny_dir
+    """Rebuild a tiny base (`--recipe`, into `--out`), or show where the default one is."""
+    from mcit.pretrain.build import BuildError, build_base
+    from mcit.pretrain.recipes import DEFAULT_RECIPE, RECIPES, recipe
+    from mcit.pretrain.shipped import ensure_tiny_backbone
 
-    config = TinyConfig()
-    llava_dir, clip_dir = ensure_tiny_backbone(config)
-    report = json.loads((tiny_dir(config) / "pretrain_report.json").read_text())
-    print(f"tiny LLaVA: {llava_dir}\ntiny CLIP:  {clip_dir}")
-    held = report.get("held_out", {})
+    name = args.recipe or DEFAULT_RECIPE
+    if name not in RECIPES:
+        print(
+            f"mcit pretrain: error: --recipe {name}: unknown (known: {', '.join(RECIPES)})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    config = recipe(name)
+    if args.out:
+        try:
+            root = build_base(
+                config,
+                Path(args.out),
+                resume=args.resume,
+                progress=not args.quiet,
+                recipe=name,
+                checkpoint_minutes=args.checkpoint_minutes,
+                max_stage_seconds=args.max_minutes * 60 if args.max_minutes else None,
+            )
+        except BuildError as err:
+            print(f"mcit pretrain: error: {err}", file=sys.stderr)
+            return 2
+        if not (root / "DONE").is_file():
+            print(
+                f"unfinished (time limit); continue with: mcit pretrain --recipe {name} "
+                f"--out {root} --resume"
+            )
+            return 0
+    else:
+        llava_dir, _ = ensure_tiny_backbone(config, progress=not args.quiet)
+        root = llava_dir.parent
+    card = json.loads((root / "model_card.json").read_text())
+    probe = card["probe"]
+    print(f"tiny base ({card['recipe'] or 'custom'}): {root}")
     print(
-        f"pre-training took {report['seconds']} s; held-out, unseen pictures: mean exact match "
-        f"over skills {held.get('skills_mean')} %, boxes with IoU > 0.5 "
-        f"{held.get('where_iou50')} %, captions CIDEr {held.get('captions_cider')}"
+        f"built in {sum(card['seconds'].values()):.0f} s; held-out probe: mean over skills "
+        f"{probe['skills_mean']} % (lowest {probe['skills_min']} %), boxes with IoU > 0.5 "
+        f"{probe['where_iou50']} %, captions CIDEr {probe['captions_cider']}"
     )
-    for skill, score in held.get("skills_exact", {}).items():
+    for skill, score in probe["skills"].items():
         print(f"  {skill:<14} {score:5.1f}")
     return 0
 
@@ -208,7 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_result_commands(sub)  # metrics, score, report, compare
 
-    p = sub.add_parser("pretrain", help="build and pre-train the embedded tiny backbone (cached)")
+    p = sub.add_parser(
+        "pretrain",
+        help="rebuild the embedded tiny base with a recipe (resumable), or show the shipped one",
+    )
+    p.add_argument("--recipe", help="recipe name (default: the shipped base's)")
+    p.add_argument("--out", help="folder to build into; without it, the shipped or cached base")
+    p.add_argument("--resume", action="store_true", help="continue an unfinished build in --out")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between saves")
+    p.add_argument("--max-minutes", type=float, help="stop the LLaVA stage after this long")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_pretrain)
 
     data = sub.add_parser("data", help="generate, validate or inspect a benchmark")

@@ -1,12 +1,16 @@
 """Files written atomically (a temporary file beside the target, then a rename, so an
 interrupted run never leaves a half-written file that a resume would trust) and the one JSON
-reader whose errors name the file. No torch here: `mcit metrics` and reports import it."""
+reader whose errors name the file; the cache folder, its lock and the atomic swap of a whole
+folder. No torch here: `mcit metrics` and reports import it."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,3 +59,46 @@ def read_json(path: Path, error: type[Exception] = ValueError) -> Any:
         raise error(
             f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
         ) from None
+
+
+def cache_root() -> Path:
+    """mcit's cache folder: $MCIT_CACHE, else $XDG_CACHE_HOME/mcit, else ~/.cache/mcit."""
+    if os.environ.get("MCIT_CACHE"):
+        return Path(os.environ["MCIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mcit"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path`, so that several processes (torchrun ranks) build a cached
+    folder only once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside `path` to build a whole folder in. When the block ends it
+    replaces `path` (an earlier folder is moved aside first, then removed); if the block raises,
+    the temporary folder is removed and `path` is left as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; what is built is ordinary data
+    try:
+        yield tmp
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, old / "previous")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)  # also replaces an empty folder
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -59,13 +60,15 @@ def load_stream(config: RunConfig) -> list[Task]:
         test_limit=config.data.test_per_task,
     )
     if config.data.validation_per_task is not None:
-        tasks = hold_out_validation(tasks, config.data.validation_per_task)
+        tasks = hold_out_validation(tasks, config.data.validation_per_task, seed=config.seed)
     return tasks
 
 
-def hold_out_validation(tasks: list[Task], n: int) -> list[Task]:
-    """Each task trained on all but its last `n` training records and evaluated on those `n`
-    (their training answer is the one reference), never on its test records."""
+def hold_out_validation(tasks: list[Task], n: int, seed: int = 0) -> list[Task]:
+    """Each task trained on all but `n` of its training records, drawn at random (seeded by the
+    run's seed and the task's name, so a task's split does not depend on the order), and
+    evaluated on those `n` (their training answer is the one reference), never on its test
+    records. The held-out records keep their file order."""
     if n < 1:
         raise ConfigError(f"data.validation_per_task: {n} is not a positive number of records")
     out = []
@@ -75,7 +78,11 @@ def hold_out_validation(tasks: list[Task], n: int) -> list[Task]:
                 f"data.validation_per_task: {n} leaves no training records for task "
                 f"'{task.name}', which has {len(task.train)} (see data.train_per_task)"
             )
-        out.append(dataclasses.replace(task, train=task.train[:-n], test=task.train[-n:]))
+        rng = random.Random(f"validation/{seed}/{task.name}")
+        held = set(rng.sample(range(len(task.train)), n))
+        train = [s for i, s in enumerate(task.train) if i not in held]
+        test = [s for i, s in enumerate(task.train) if i in held]
+        out.append(dataclasses.replace(task, train=train, test=test))
     return out
 
 

@@ -2,8 +2,8 @@
 fixed number of tokens; and an untimed probe of what a generation fed the LM.
 
 Caches that would make a repeated input cheaper than a new one — the guidance encoders'
-feature caches — are emptied before every call (untimed), so each call pays what a new input
-costs. Collation is not part of a call: every method gets the same collated tensors.
+feature caches and the backbone's cache of frozen vision-tower features — are emptied before
+every call (untimed), so each call pays what a new input costs. Collation is not part of a call: every method gets the same collated tensors.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from mcit.methods.base import ContinualMethod
 from mcit.models.backbone import Backbone
 
 
-def clear_guidance_caches(method: ContinualMethod) -> None:
+def clear_feature_caches(method: ContinualMethod) -> None:
     for encoder in guidance_encoders(method):
         encoder.clear_cache()
+    method.backbone.clear_feature_cache()
 
 
 def inference_call(method: ContinualMethod, batch: Batch, new_tokens: int) -> Call:
@@ -32,7 +33,7 @@ def inference_call(method: ContinualMethod, batch: Batch, new_tokens: int) -> Ca
 
     def setup() -> None:
         method.eval()
-        clear_guidance_caches(method)
+        clear_feature_caches(method)
 
     def run() -> None:
         with method.backbone.exact_new_tokens():
@@ -58,7 +59,7 @@ class TrainStep:
 
     def setup(self) -> None:
         self.method.train()
-        clear_guidance_caches(self.method)
+        clear_feature_caches(self.method)
 
     def __call__(self) -> None:
         out = self.method(self.batch)

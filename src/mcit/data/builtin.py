@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 from mcit.data.benchmarks import SPEC_FILE, register_benchmark, registered_benchmarks
+from mcit.files import cache_root, file_lock
 
 
 def source_hash(*packages: str) -> str:
@@ -28,20 +29,17 @@ def source_hash(*packages: str) -> str:
 def coin_mini_dir(data_dir: Path | None, seed: int) -> Path:
     if data_dir is not None:
         return Path(data_dir)
-    from mcit.models.tiny import cache_root
-
     return cache_root() / "data" / f"coin-mini-s{seed}-{source_hash('data/synthetic')}"
 
 
 def resolve_coin_mini(data_dir: Path | None, seed: int) -> Path:
     """The coin-mini folder, generated once (under a lock, so parallel ranks wait for it)."""
     from mcit.data.synthetic.coin_mini import generate_coin_mini
-    from mcit.models.tiny import _file_lock
 
     out = coin_mini_dir(data_dir, seed)
     if (out / SPEC_FILE).is_file():
         return out
-    with _file_lock(out.parent / f".{out.name}.lock"):
+    with file_lock(out.parent / f".{out.name}.lock"):
         if not (out / SPEC_FILE).is_file():
             generate_coin_mini(out, seed=seed)
     return out

@@ -16,8 +16,9 @@ import torch
 
 from mcit.config import ConfigError
 from mcit.data.sample import Sample
+from mcit.models.backbone import IGNORE_INDEX
 
-IGNORE = -100
+IGNORE = IGNORE_INDEX
 
 
 @dataclass
@@ -111,7 +112,11 @@ class Collator:
             labels = labels[:media_end] + labels[len(labels) - room :]
         return ids, labels
 
-    def __call__(self, samples: list[Sample], with_answer: bool = True) -> Batch:
+    def __call__(
+        self, samples: list[Sample], with_answer: bool = True, load_pixels: bool = True
+    ) -> Batch:
+        """The batch of `samples`; `load_pixels=False` leaves `pixel_values` empty for a caller
+        that brings the vision features itself (the base's pre-training)."""
         encoded = [self.encode(s, with_answer) for s in samples]
         width = max(len(ids) for ids, _ in encoded)
         pad = self.tokenizer.pad_token_id
@@ -124,7 +129,9 @@ class Collator:
             attention[row, width - n :] = 1
             labels[row, width - n :] = torch.tensor(labs)
         image_paths = [s.media["image"] for s in samples if "image" in s.media]
-        pixel_values = self.backbone.pixel_values(image_paths) if image_paths else None
+        pixel_values = (
+            self.backbone.pixel_values(image_paths) if image_paths and load_pixels else None
+        )
         return Batch(
             input_ids=input_ids,
             attention_mask=attention,

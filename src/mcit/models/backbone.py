@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,8 +25,12 @@ from torch import nn
 from transformers import AutoTokenizer, LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from mcit.models import efficientnet_lite  # noqa: F401 - registers the tiny base's vision tower
 from mcit.models.tokenizer import MEDIA_TOKENS
 
+# Labels of positions the loss skips (PyTorch's cross-entropy default; the collator masks the
+# prompt, the image slots and the padding with it).
+IGNORE_INDEX = -100
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -64,8 +69,50 @@ class BackboneConfig:
     gradient_checkpointing: bool = False
     chat: ChatFormat = field(default_factory=ChatFormat)
     max_length: int = 2048  # LLaVA-1.5's; capped by the LM's positions (see Collator)
-    tiny: dict[str, Any] = field(default_factory=dict)  # TinyConfig overrides (name = tiny)
+    # name = tiny: the pre-training recipe of the base (`mcit.pretrain.recipes`; the default one
+    # ships inside the package) and TinyConfig overrides on top of it (built once, then cached).
+    recipe: str = "tiny-lite0"
+    tiny: dict[str, Any] = field(default_factory=dict)
     pixel_cache_mb: int = 2048  # processed images kept in memory between epochs and stages
+    # Outputs of a frozen vision tower kept in memory, keyed by the processed image's content:
+    # a frozen tower gives the same features every time, and on a CPU it costs more than the LM.
+    feature_cache_mb: int = 2048
+
+
+class _BoundedCache:
+    """Tensors by key, least recently used out once they pass `budget_mb`; the entries that the
+    current call needs (`keep`) are never dropped."""
+
+    def __init__(self, budget_mb: int):
+        self.budget = budget_mb * 2**20
+        self.items: OrderedDict[object, torch.Tensor] = OrderedDict()
+        self.bytes = 0
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def put(self, key: object, value: torch.Tensor) -> None:
+        self.items[key] = value
+        self.bytes += value.numel() * value.element_size()
+
+    def get(self, key: object) -> torch.Tensor:
+        self.items.move_to_end(key)
+        return self.items[key]
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.bytes = 0
+
+    def trim(self, keep: int) -> None:
+        while self.bytes > self.budget and len(self.items) > keep:
+            _, old = self.items.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
 
 
 class Backbone(nn.Module):
@@ -89,10 +136,12 @@ class Backbone(nn.Module):
         self.image_token_id = model.config.image_token_id
         vision = model.config.vision_config
         patches = (vision.image_size // vision.patch_size) ** 2
-        keep_cls = model.config.vision_feature_select_strategy == "full"
+        # A ViT's CLS token stays with the "full" strategy; a conv tower's map has none.
+        has_cls = vision.model_type != efficientnet_lite.EfficientNetLiteConfig.model_type
+        keep_cls = has_cls and model.config.vision_feature_select_strategy == "full"
         self.num_image_tokens = patches + (1 if keep_cls else 0)
-        self._pixel_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._pixel_cache_bytes = 0
+        self._pixel_cache = _BoundedCache(config.pixel_cache_mb)
+        self._feature_cache = _BoundedCache(config.feature_cache_mb)
         self._exact_new_tokens = False  # see `exact_new_tokens`
 
     # ------------------------------------------------------------------ parts
@@ -129,7 +178,8 @@ class Backbone(nn.Module):
     def pixel_values(self, paths: list[str]) -> torch.Tensor:
         """Processed images for `paths`, cached in memory up to `pixel_cache_mb` (least recently
         used first out): the tiny images of coin-mini all fit, 336-px CoIN images do not."""
-        missing = [p for p in dict.fromkeys(paths) if p not in self._pixel_cache]
+        cache = self._pixel_cache
+        missing = [p for p in dict.fromkeys(paths) if p not in cache]
         if missing:
             images = []
             for path in missing:
@@ -137,39 +187,68 @@ class Backbone(nn.Module):
                     images.append(im.convert("RGB"))
             out = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
             for path, px in zip(missing, out, strict=True):
-                self._pixel_cache[path] = px
-                self._pixel_cache_bytes += px.numel() * px.element_size()
-        batch = []
-        for p in paths:
-            self._pixel_cache.move_to_end(p)
-            batch.append(self._pixel_cache[p])
-        budget = self.config.pixel_cache_mb * 2**20
-        while self._pixel_cache_bytes > budget and len(self._pixel_cache) > len(paths):
-            _, old = self._pixel_cache.popitem(last=False)
-            self._pixel_cache_bytes -= old.numel() * old.element_size()
-        return torch.stack(batch)
+                cache.put(path, px)
+        batch = torch.stack([cache.get(p) for p in paths])
+        cache.trim(keep=len(paths))
+        return batch
 
     # ------------------------------------------------------------------ forward
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
         """Token embeddings with the projected vision features written into the image slots."""
+        if pixel_values is None or not (input_ids == self.image_token_id).any():
+            return self.input_embeddings(input_ids)
+        dtype = self.input_embeddings.weight.dtype
+        return self.embed_features(
+            input_ids, self.vision_features(pixel_values.to(self.device, dtype))
+        )
+
+    def embed_features(
+        self, input_ids: torch.Tensor, vision_features: torch.Tensor
+    ) -> torch.Tensor:
+        """`embed` from the tower's features (see `vision_features`) instead of pixels."""
         embeds = self.input_embeddings(input_ids)
-        if pixel_values is None:
-            return embeds
         slots = input_ids == self.image_token_id
-        if not slots.any():
-            return embeds
-        feats = self.model.model.get_image_features(
-            pixel_values=pixel_values.to(self.device, embeds.dtype),
-            vision_feature_layer=self.model.config.vision_feature_layer,
-            vision_feature_select_strategy=self.model.config.vision_feature_select_strategy,
-        ).pooler_output
-        feats = torch.cat(list(feats), dim=0).to(embeds.dtype)
+        feats = self.projector(vision_features.to(self.device, embeds.dtype))
+        feats = feats.reshape(-1, feats.shape[-1]).to(embeds.dtype)
         if int(slots.sum()) != feats.shape[0]:
             raise BackboneError(
                 f"{int(slots.sum())} image slots in the batch but {feats.shape[0]} image features: "
                 f"every sample with an image needs exactly {self.num_image_tokens} slots"
             )
         return embeds.masked_scatter(slots.unsqueeze(-1), feats)
+
+    def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The vision tower's selected features [B, tokens, width], before the projector (what
+        LLaVA's `get_image_features` feeds its projector). A frozen tower's features are cached
+        by the content of each processed image, so every picture goes through it once."""
+        trained = any(p.requires_grad for p in self.vision_tower.parameters())
+        if trained or not self.config.feature_cache_mb:
+            return self._tower(pixel_values)
+        cache = self._feature_cache
+        keys = [
+            hashlib.blake2b(px.detach().cpu().numpy().tobytes(), digest_size=16).digest()
+            for px in pixel_values
+        ]
+        first = {key: i for i, key in reversed(list(enumerate(keys)))}  # one pass per content
+        missing = [i for key, i in first.items() if key not in cache]
+        if missing:
+            with torch.no_grad():
+                out = self._tower(pixel_values[missing])
+            for i, feats in zip(missing, out, strict=True):
+                cache.put(keys[i], feats)
+        batch = torch.stack([cache.get(key) for key in keys])
+        cache.trim(keep=len(keys))
+        return batch
+
+    def clear_feature_cache(self) -> None:
+        """Forget every cached tower output (`mcit bench` times each call as a new input)."""
+        self._feature_cache.clear()
+
+    def _tower(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        config = self.model.config
+        hidden = self.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
+        feats = hidden.hidden_states[config.vision_feature_layer]
+        return feats[:, 1:] if config.vision_feature_select_strategy == "default" else feats
 
     def logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Next-token logits of the LM for given input embeddings (left or right padded)."""
@@ -187,7 +266,7 @@ class Backbone(nn.Module):
         return nn.functional.cross_entropy(
             shift_logits.reshape(-1, shift_logits.shape[-1]),
             shift_labels.reshape(-1),
-            ignore_index=-100,
+            ignore_index=IGNORE_INDEX,
         )
 
     @torch.no_grad()
@@ -227,14 +306,13 @@ class Backbone(nn.Module):
 
 
 def load_backbone(config: BackboneConfig) -> Backbone:
-    """Load the configured backbone: `tiny` from mcit's cache (pre-training it if needed), or
-    any local llava-hf directory."""
+    """Load the configured backbone: `tiny`, the base shipped inside the package (a config
+    other than a shipped recipe is built once into mcit's cache), or any local llava-hf
+    directory."""
     if config.name == "tiny":
-        from mcit.config import from_dict
-        from mcit.models.tiny import TinyConfig, ensure_tiny_backbone
+        from mcit.pretrain.shipped import ensure_tiny_backbone
 
-        tiny = from_dict(TinyConfig, config.tiny, where="model.backbone.tiny")
-        llava_dir, clip_dir = ensure_tiny_backbone(tiny)
+        llava_dir, clip_dir = ensure_tiny_backbone(tiny_config(config))
         chat = dataclasses.replace(config.chat, system=config.chat.system or "")
         return load_llava_dir(llava_dir, config, clip_dir=str(clip_dir), chat=chat)
     if config.name == "hf":
@@ -246,6 +324,27 @@ def load_backbone(config: BackboneConfig) -> Backbone:
         chat = dataclasses.replace(config.chat, system=system)
         return load_llava_dir(Path(config.path), config, clip_dir=config.clip_path, chat=chat)
     raise BackboneError(f"model.backbone.name: unknown backbone '{config.name}' (known: tiny, hf)")
+
+
+def tiny_config(config: BackboneConfig):
+    """The TinyConfig that `model.backbone.recipe` and `model.backbone.tiny` describe."""
+    from mcit.config import ConfigError, from_dict
+    from mcit.models.tiny import TinyConfig
+    from mcit.pretrain.recipes import RECIPES
+
+    if config.recipe not in RECIPES:
+        raise ConfigError(
+            f"model.backbone.recipe: unknown recipe '{config.recipe}' (known: {', '.join(RECIPES)})"
+        )
+    if not isinstance(config.tiny, dict):
+        raise ConfigError("model.backbone.tiny: expected a mapping of TinyConfig fields")
+    base = dataclasses.asdict(RECIPES[config.recipe])
+    try:
+        return from_dict(TinyConfig, {**base, **config.tiny}, where="model.backbone.tiny")
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"model.backbone.tiny: {err}") from err
 
 
 def load_llava_dir(

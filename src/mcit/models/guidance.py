@@ -20,16 +20,18 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
 from transformers import AutoTokenizer, CLIPModel
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from mcit.data.sample import Sample
 from mcit.models.backbone import BackboneError
 from mcit.models.tokenizer import MEDIA_TOKENS
+
+if TYPE_CHECKING:  # models/ never imports data/ at run time
+    from mcit.data.sample import Sample
 
 CLIP_TEXT_POSITIONS = 77  # CLIP's text context; longer instructions are truncated [code]
 

@@ -14,10 +14,14 @@ per adapter and cannot make a sample's prompt depend on the sample, which all th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from mcit.data.collate import IGNORE, Batch
-from mcit.models.backbone import Backbone, BackboneError
+from mcit.models.backbone import IGNORE_INDEX, Backbone, BackboneError
+
+if TYPE_CHECKING:  # models/ never imports data/ at run time
+    from mcit.data.collate import Batch
 
 
 def insert_after_bos(
@@ -53,7 +57,7 @@ def insert_after_bos(
     new_mask = torch.where(in_prefix, 1, attention_mask.gather(1, source)).to(attention_mask.dtype)
     new_labels = None
     if labels is not None:
-        new_labels = torch.where(in_prefix, IGNORE, labels.gather(1, source))
+        new_labels = torch.where(in_prefix, IGNORE_INDEX, labels.gather(1, source))
     return new_embeds, new_mask, new_labels
 
 

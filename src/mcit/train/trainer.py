@@ -82,6 +82,22 @@ def steps_for(n_samples: int, config: TrainConfig, world: int, n_tasks: int = 1)
     return steps
 
 
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    params: list[torch.nn.Parameter],
+    max_grad_norm: float | None,
+    clip_grad_norm=torch.nn.utils.clip_grad_norm_,
+) -> None:
+    """One update after the gradients are in: clip, step, advance the schedule, clear. The
+    continual stages and the base's pre-training (`mcit.pretrain`) share it."""
+    if max_grad_norm:
+        clip_grad_norm(params, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 class Trainer:
     def __init__(
         self,
@@ -147,11 +163,7 @@ class Trainer:
                 for key, value in out.parts.items():
                     parts[key] = parts.get(key, 0.0) + value / cfg.grad_accum
             method.before_optimizer_step()
-            if cfg.max_grad_norm:
-                acc.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(optimizer, scheduler, params, cfg.max_grad_norm, acc.clip_grad_norm_)
             smoothed = loss_value if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * loss_value
             bar.set_postfix(loss=f"{smoothed:.3f}")
             if step % cfg.log_every == 0 or step == steps - 1:

@@ -13,8 +13,6 @@ import json
 import os
 import random
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from mcit.data.synthetic.vocab import (
     SIGN_WORDS,
     TITLE_WORDS,
 )
+from mcit.files import atomic_dir
 
 NAME = "coin-mini"
 FORMAT_VERSION = 1
@@ -163,10 +162,7 @@ def generate_coin_mini(
         raise ValueError("train_size and test_size must be >= 1 and image_size >= 16")
     out = Path(out_dir).expanduser().absolute()
     _check_target(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the benchmark is ordinary data
-    try:
+    with atomic_dir(out) as tmp:
         sizes = {"train": train_size, "test": test_size}
         total = len(names) * (train_size + test_size)
         with tqdm(total=total, desc=NAME, unit="img", disable=not progress) as bar:
@@ -174,10 +170,6 @@ def generate_coin_mini(
                 bar.set_postfix_str(name)
                 _write_task(tmp, name, seed, sizes, image_size, bar)
         _write_meta(tmp, names, seed, sizes, image_size)
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -212,17 +204,6 @@ def _write_meta(root: Path, names: list[str], seed: int, sizes: dict[str, int], 
         "order": names,
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished folder to `out`, replacing an empty folder or an earlier coin-mini."""
-    if out.exists() and any(out.iterdir()):
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / "previous")
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)  # also replaces an empty folder
 
 
 # --- the tokenizer corpus -----------------------------------------------------------------------

@@ -1,0 +1,114 @@
+"""The base's recipe: identical weights from identical builds, exact resume, clear errors."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mcit.cli import main
+from mcit.pretrain import build
+from mcit.pretrain.build import BuildError, batch_indices, build_base
+from mcit.pretrain.recipes import RECIPES, recipe, recipe_name
+
+MICRO = RECIPES["micro"]
+
+
+def _weights(root: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for part in ("llava", "clip"):
+        for key, value in load_file(root / part / "model.safetensors").items():
+            out[f"{part}.{key}"] = value
+    return out
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def micro_build(tmp_path_factory) -> Path:
+    return build_base(MICRO, tmp_path_factory.mktemp("b1") / "base", progress=False, recipe="micro")
+
+
+def test_same_recipe_and_seed_give_identical_weights(micro_build, tmp_path):
+    torch.set_num_threads(1)
+    again = build_base(MICRO, tmp_path / "again", progress=False, recipe="micro")
+    assert _same(_weights(micro_build), _weights(again))
+    other = build_base(dataclasses.replace(MICRO, seed=1), tmp_path / "s1", progress=False)
+    assert not _same(_weights(micro_build), _weights(other))
+
+
+def test_interrupted_build_resumes_to_the_same_weights(micro_build, tmp_path):
+    out = tmp_path / "killed"
+    # A zero-second limit stops the LLaVA stage after its first step, with a checkpoint.
+    build_base(MICRO, out, progress=False, max_stage_seconds=0)
+    assert not (out / "DONE").is_file()
+    saved = torch.load(out / ".build" / "llava-checkpoint" / "trainer.pt", weights_only=True)
+    assert saved["step"] == 1
+    state = json.loads((out / ".build" / "state.json").read_text())
+    assert set(state["done"]) == {"tokenizer", "clip", "features"}
+    with pytest.raises(BuildError, match="pass --resume"):
+        build_base(MICRO, out, progress=False)
+    with pytest.raises(BuildError, match=r"differs in \['llava_lr'\]"):
+        build_base(dataclasses.replace(MICRO, llava_lr=0.5), out, resume=True, progress=False)
+    build_base(MICRO, out, resume=True, progress=False)
+    assert (out / "DONE").is_file() and not (out / ".build").exists()
+    assert _same(_weights(micro_build), _weights(out))
+
+
+def test_a_killed_feature_stage_keeps_its_finished_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "FEATURE_CHUNK", 32)  # the micro mixture's 80 pictures: 3 chunks
+    calls = []
+    real = build._images_to_tensor
+
+    def failing_on_the_third_chunk(images, processor):  # call 1 is the CLIP stage
+        calls.append(len(images))
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(images, processor)
+
+    monkeypatch.setattr(build, "_images_to_tensor", failing_on_the_third_chunk)
+    out = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):
+        build_base(MICRO, out, progress=False)
+    assert len(list((out / ".build" / "features").glob("*.safetensors"))) == 2
+    calls.clear()
+    monkeypatch.setattr(build, "_images_to_tensor", real)
+    build_base(MICRO, out, resume=True, progress=False)
+    assert (out / "DONE").is_file()
+
+
+def test_batches_are_a_function_of_the_step():
+    lengths = [i % 7 for i in range(100)]
+    first = [batch_indices(s, lengths, 8, seed=3) for s in range(24)]
+    assert first == [batch_indices(s, lengths, 8, seed=3) for s in range(24)]
+    assert all(len(b) == 8 and all(0 <= i < 100 for i in b) for b in first)
+    # Within a group of batches, each batch holds similar lengths (sorted before cutting).
+    spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in first]
+    assert sum(spans) / len(spans) < 3
+    assert first != [batch_indices(s, lengths, 8, seed=4) for s in range(24)]
+
+
+def test_recipes_are_named_and_overridable():
+    assert recipe_name(recipe("micro")) == "micro"
+    assert recipe_name(recipe("micro", seed=5)) is None
+    with pytest.raises(KeyError, match="unknown pre-training recipe 'nope'"):
+        recipe("nope")
+
+
+def test_pretrain_cli_builds_into_out_and_refuses_unknown_recipes(micro_build, tmp_path, capsys):
+    assert main(["pretrain", "--recipe", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown (known: " in capsys.readouterr().err
+    out = tmp_path / "base"
+    assert main(["pretrain", "--recipe", "micro", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"tiny base (micro): {out}" in printed and "held-out probe" in printed
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["config"] == dataclasses.asdict(MICRO)
+    assert card["code_hash"] == build.recipe_code_hash()
+    # Same recipe, same generated mixture: the same data hash as the first build's.
+    first = json.loads((micro_build / "model_card.json").read_text())
+    assert len(card["data_hash"]) == 64 and card["data_hash"] == first["data_hash"]
