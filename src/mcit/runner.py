@@ -101,7 +101,7 @@ def joint_task(tasks: list[Task]) -> Task:
 
 
 def manifest(config: RunConfig, accelerator: Accelerator, tasks: list[Task]) -> dict[str, Any]:
-    """What the numbers depend on, saved with them (DESIGN.md: the run manifest)."""
+    """What the numbers depend on, saved with them (the run manifest)."""
     versions = {}
     for package in ("torch", "transformers", "accelerate", "peft", "tokenizers", "numpy", "pillow"):
         try:

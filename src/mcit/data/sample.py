@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Metric names understood by `mcit.evaluation.scorers` (METHODS.md, "Scoring of answers").
+# Metric names understood by `mcit.evaluation.scorers` (docs/metrics-and-reports.md, the scoring rules).
 METRICS = ("vqa", "exact", "option", "contains", "iou", "cider")
 MODALITIES = ("image", "audio", "video")
 

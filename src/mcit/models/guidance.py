@@ -1,5 +1,5 @@
-"""Frozen CLIP guidance features of a sample: its image and its instruction (METHODS.md,
-ModalPrompt point 3).
+"""Frozen CLIP guidance features of a sample: its image and its instruction (ModalPrompt's
+dual-modality guidance).
 
 - `f_img`: CLIP's projected image embedding (`visual_projection` of the pooled vision output).
 - `f_txt`: the text tower's pooled output of the user instruction only — no system prompt, no

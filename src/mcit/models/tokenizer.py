@@ -43,7 +43,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> PreTrainedT
         pad_token=PAD,
         unk_token=UNK,
         additional_special_tokens=list(MEDIA_TOKENS.values()),
-        padding_side="left",  # decoder-only generation pads on the left (DESIGN.md, evaluation)
+        padding_side="left",  # decoder-only generation pads on the left (deterministic evaluation)
         model_max_length=512,
     )
     return tokenizer

@@ -1,4 +1,4 @@
-"""The generic pre-training mixture of the tiny LLaVA (DESIGN.md, "Backbones").
+"""The generic pre-training mixture of the tiny LLaVA (docs/base.md).
 
 The papers start from an instruction-tuned LLaVA that already has the skills the CoIN tasks need
 and lacks only their formats. This mixture gives the tiny model those skills — colours, shapes,

@@ -1,7 +1,7 @@
 """The eight coin-mini task families: name -> generator, metric, description, templates.
 
 Each family lives in its own module (`scienceqa.py`, `textvqa.py`, ...) and mirrors its CoIN
-counterpart: the same instruction, answer format and metric (METHODS.md, "Scoring of answers").
+counterpart: the same instruction, answer format and metric (docs/metrics-and-reports.md, the scoring rules).
 """
 
 from __future__ import annotations
