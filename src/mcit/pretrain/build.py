@@ -18,7 +18,6 @@ batches an uninterrupted one would, and gives the same weights.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import platform
@@ -117,8 +116,7 @@ class BuildState:
 
     def finish(self, stage: str, seconds: float, **info) -> None:
         self.data["done"][stage] = info
-        self.data["seconds"][stage] = round(self.data["seconds"].get(stage, 0.0) + seconds, 1)
-        self.save()
+        self.add_seconds(stage, seconds)
 
     def add_seconds(self, stage: str, seconds: float) -> None:
         self.data["seconds"][stage] = round(self.data["seconds"].get(stage, 0.0) + seconds, 1)
@@ -532,7 +530,3 @@ def _finish(config: TinyConfig, out: Path, work: Path, state: BuildState, recipe
             file.chmod(0o644)  # ordinary data, readable by whoever loads (or ships) the base
     write_text_atomic(out / "DONE", RECIPE_VERSION + "\n")
     shutil.rmtree(work, ignore_errors=True)
-
-
-def load_card(root: Path) -> dict:
-    return json.loads((root / "model_card.json").read_text())

@@ -24,7 +24,7 @@ BOX_SKILL = "where"
 CAPTION_SKILL = "describe"
 
 
-def _samples(rows: list[tuple[str, str, str]], folder: Path, prefix: str) -> list[Sample]:
+def _samples(rows: list[tuple[str, str, str]], prefix: str) -> list[Sample]:
     """(image path, user, answer) rows as single-turn samples."""
     return [
         Sample(
@@ -65,7 +65,6 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
             paths.append(str(path))
         qa = _samples(
             [(paths[i], user, answer) for i, (_, _, user, answer) in enumerate(probe)],
-            Path(tmp),
             "probe",
         )
         cap = _samples(
@@ -73,7 +72,6 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
                 (paths[len(probe) + i], CAPTION_INSTRUCTION, text)
                 for i, (_, text) in enumerate(captions)
             ],
-            Path(tmp),
             "probe-caption",
         )
 

@@ -47,7 +47,3 @@ def ensure_tiny_backbone(config: TinyConfig, progress: bool = True) -> tuple[Pat
             if not (root / "DONE").is_file():
                 build_base(config, root, resume=True, progress=progress, recipe=recipe_name(config))
     return root / "llava", root / "clip"
-
-
-def base_root(llava_dir: Path) -> Path:
-    return Path(llava_dir).parent
