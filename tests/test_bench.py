@@ -33,9 +33,10 @@ from mcit.bench.timing import (
     summarize,
 )
 from mcit.cli import main
-from mcit.config import ConfigError, load_config
+from mcit.config import BackboneConfig, load_config
 from mcit.data.collate import Collator
-from mcit.models.backbone import BackboneConfig, load_backbone
+from mcit.errors import ConfigError
+from mcit.models.backbone import load_backbone
 from mcit.models.efficientnet_lite import block_specs
 from mcit.runner import load_stream
 

@@ -39,7 +39,7 @@ def test_validate_names_file_record_and_field(tmp_path, capsys):
     records[2]["conversations"][1]["value"] = ""
     del records[4]["image"]
     train.write_text(json.dumps(records))
-    assert main(["data", "validate", str(out)]) == 1
+    assert main(["data", "validate", str(out)]) == 2  # as `mcit run` exits for bad data
     report = capsys.readouterr().out
     assert "train.json" in report
     assert "record index 2" in report and "conversations[1].value" in report

@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from mcit.config import ConfigError
+from mcit.config import BackboneConfig, ChatFormat
 from mcit.data.collate import IGNORE, Collator
 from mcit.data.sample import Sample
-from mcit.models.backbone import BackboneConfig, ChatFormat, load_llava_dir
+from mcit.errors import ConfigError
+from mcit.models.backbone import load_llava_dir
 
 
 def _backbone(dirs):

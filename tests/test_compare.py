@@ -12,7 +12,7 @@ from PIL import Image
 
 from mcit.cli import main
 from mcit.compare import compare, find_method_config, prepare_configs
-from mcit.config import ConfigError
+from mcit.errors import ConfigError
 from mcit.evaluation.continual import compute_metrics
 from mcit.runner import run
 

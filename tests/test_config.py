@@ -1,6 +1,7 @@
 import pytest
 
-from mcit.config import ConfigError, load_config
+from mcit.config import load_config
+from mcit.errors import ConfigError
 
 
 def test_defaults_and_overrides_are_typed():

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from mcit.errors import MatrixError
 from mcit.evaluation.continual import (
     ContinualMetrics,
-    MatrixError,
     compute_continual,
     compute_metrics,
     compute_single_stage,

@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoModel
 
-from mcit.models.backbone import BackboneConfig, load_backbone
+from mcit.config import BackboneConfig
+from mcit.models.backbone import load_backbone
 from mcit.models.efficientnet_lite import (
     EfficientNetLiteConfig,
     EfficientNetLiteModel,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from micro_method import micro_method
 
-from mcit.config import ConfigError
+from mcit.errors import ConfigError
 from mcit.methods.base import method_class
 
 ARGS = {

@@ -8,7 +8,7 @@ from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from mcit.data.sample import Sample
-from mcit.models.backbone import BackboneError
+from mcit.errors import BackboneError
 from mcit.models.guidance import GuidanceEncoder, instruction_text
 
 

@@ -17,8 +17,9 @@ from test_ddp import run_ddp_worker
 from torch.nn import functional as F
 
 from mcit.cli import main
-from mcit.config import ConfigError, EvalConfig, load_config
+from mcit.config import EvalConfig, load_config
 from mcit.data.collate import Collator
+from mcit.errors import ConfigError
 from mcit.evaluation.evaluator import predict
 from mcit.methods.base import build_method
 from mcit.methods.l2p import L2P

@@ -22,7 +22,8 @@ from mcit.data.formats.llava import (
     write_llava_test,
     write_llava_train,
 )
-from mcit.data.sample import DataError, Sample
+from mcit.data.sample import Sample
+from mcit.errors import DataError
 
 
 def png(path: Path, color: str = "red") -> Path:

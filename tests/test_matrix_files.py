@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mcit.cli import main
-from mcit.evaluation.continual import MatrixError, compute_metrics
+from mcit.errors import MatrixError
+from mcit.evaluation.continual import compute_metrics
 from mcit.evaluation.matrix_files import (
     load_accuracy_matrix,
     matrix_from_results,

@@ -12,8 +12,9 @@ from accelerate.utils import set_seed
 from micro_method import learn_untrained, micro_stream, stub_task
 from torch.nn import functional as F
 
-from mcit.config import ConfigError, EvalConfig
+from mcit.config import EvalConfig
 from mcit.data.collate import IGNORE, Collator
+from mcit.errors import ConfigError
 from mcit.evaluation.evaluator import predict
 from mcit.methods.base import build_method
 from mcit.methods.modalprompt import ModalPrompt, insert_after_bos

@@ -8,7 +8,7 @@ import torch
 from micro_method import micro_method
 from torch import nn
 
-from mcit.config import ConfigError
+from mcit.errors import ConfigError
 from mcit.methods.base import method_class
 from mcit.methods.finetune_lora import LLAMA_LINEARS
 from mcit.methods.moelora import MoELoraLinear

@@ -11,8 +11,9 @@ from accelerate.utils import set_seed
 from conftest import micro_overrides
 from micro_method import learn_untrained, micro_stream, stub_task
 
-from mcit.config import ConfigError, EvalConfig, load_config
+from mcit.config import EvalConfig, load_config
 from mcit.data.collate import Collator
+from mcit.errors import ConfigError
 from mcit.evaluation.evaluator import predict
 from mcit.methods.base import build_method
 from mcit.methods.progressive_prompts import ProgressivePrompts

@@ -11,7 +11,8 @@ import torch
 from conftest import micro_overrides
 from micro_method import micro_method
 
-from mcit.config import ConfigError, load_config
+from mcit.config import load_config
+from mcit.errors import ConfigError
 from mcit.methods.base import method_class
 from mcit.methods.replay import balanced_quotas
 from mcit.runner import run

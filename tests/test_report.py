@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mcit.cli import main
-from mcit.report import ReportError
+from mcit.errors import ReportError
 from mcit.report.analysis import Analysis, analysis_path, last_stage_analyses, read_analysis
 from mcit.report.report import write_report
 from mcit.report.runs import load_runs, setting_differences

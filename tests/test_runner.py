@@ -7,7 +7,8 @@ import torch
 import yaml
 from conftest import micro_overrides
 
-from mcit.config import ConfigError, load_config
+from mcit.config import load_config
+from mcit.errors import ConfigError
 from mcit.methods.base import method_names
 from mcit.runner import run
 from mcit.train.checkpoint import load_stage
@@ -88,7 +89,8 @@ def test_a_run_saved_before_a_config_key_existed_still_resumes(
 def test_lora_trains_only_lora_and_finetune_leaves_vision_alone(
     micro_backbone_dirs, micro_benchmark, tmp_path
 ):
-    from mcit.models.backbone import BackboneConfig, ChatFormat, load_llava_dir
+    from mcit.config import BackboneConfig, ChatFormat
+    from mcit.models.backbone import load_llava_dir
 
     llava_dir, clip_dir = micro_backbone_dirs
     base = load_llava_dir(
@@ -224,9 +226,8 @@ def test_validation_split_holds_out_training_records_and_never_reads_test(
                 None, micro_overrides(micro_benchmark, tmp_path, **{"data.validation_per_task": 16})
             )
         )
-    with pytest.raises(ConfigError, match=r"data\.validation_per_task: 0 is not a positive"):
-        load_stream(
-            load_config(
-                None, micro_overrides(micro_benchmark, tmp_path, **{"data.validation_per_task": 0})
-            )
+    # Refused when the config loads, before any data is read.
+    with pytest.raises(ConfigError, match=r"data\.validation_per_task: 0 must be at least 1"):
+        load_config(
+            None, micro_overrides(micro_benchmark, tmp_path, **{"data.validation_per_task": 0})
         )

@@ -73,7 +73,8 @@ def test_cache_is_keyed_by_config_and_reused(micro_backbone_dirs, cache_dir):
 def test_the_default_base_ships_inside_the_package_and_loads_as_llava_hf(cache_dir):
     from dataclasses import asdict
 
-    from mcit.models.backbone import BackboneConfig, load_backbone
+    from mcit.config import BackboneConfig
+    from mcit.models.backbone import load_backbone
     from mcit.pretrain.recipes import DEFAULT_RECIPE
     from mcit.pretrain.shipped import shipped_base
 

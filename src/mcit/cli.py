@@ -24,6 +24,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from mcit.config import load_config
     from mcit.runner import format_matrix, run
 
+    if args.help_config:
+        from mcit.config import config_help
+
+        for key, default, text in config_help():
+            print(f"{key} = {default}\n    {text}")
+        return 0
     config = load_config(args.config, args.overrides)
     results = run(config, progress=not args.quiet)
     from accelerate import PartialState
@@ -145,7 +151,7 @@ def _cmd_data_validate(args: argparse.Namespace) -> int:
     register_builtin_benchmarks()
     report = validate_benchmark(resolve_benchmark(args.path))
     print(report.format())
-    return 0 if report.ok else 1
+    return 0 if report.ok else 2  # the exit status of every command's input error
 
 
 def _cmd_data_inspect(args: argparse.Namespace) -> int:
@@ -178,7 +184,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _int_list(flag: str, text: str) -> list[int]:
-    from mcit.config import ConfigError
+    from mcit.errors import ConfigError
 
     if text.strip().lower() in ("", "none"):
         return []
@@ -235,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", default=None, help=f"run config YAML (e.g. {DEFAULT_CONFIG})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--help-config", action="store_true", help="list every config key: default, meaning, range"
+    )
     p.add_argument(
         "overrides", nargs="*", help="key=value overrides, e.g. train.lr=1e-4 method.name=finetune"
     )
@@ -318,18 +327,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from mcit.config import ConfigError
-    from mcit.data.sample import DataError
-    from mcit.models.backbone import BackboneError
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Like `parse_args`, but `key=value` overrides may also follow an option (`mcit run
+    --quiet train.lr=1e-4 --config x.yaml eval.batch_size=8`): argparse ends a positional list
+    at the first option and would refuse the rest."""
+    args, rest = parser.parse_known_args(argv)
+    strays = [a for a in rest if a.startswith("-") or "=" not in a]
+    if strays or (rest and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(strays or rest)}")
+    if rest:
+        args.overrides = [*args.overrides, *rest]
+    return args
 
-    args = build_parser().parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    from mcit.errors import (
+        BackboneError,
+        CheckpointError,
+        ConfigError,
+        DataError,
+        MatrixError,
+        PredictionsFileError,
+        ReportError,
+    )
+
+    args = parse_args(build_parser(), argv)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-file "Loading weights" bars drown the run's own
     try:
         return args.func(args)
-    except (ConfigError, DataError, BackboneError) as err:
+    except (
+        ConfigError,
+        DataError,
+        BackboneError,
+        CheckpointError,
+        MatrixError,
+        PredictionsFileError,
+        ReportError,
+    ) as err:
         print(f"mcit {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

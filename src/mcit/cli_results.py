@@ -21,7 +21,7 @@ def _fail(command: str, err: Exception) -> int:
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
-    from mcit.evaluation.continual import MatrixError
+    from mcit.errors import MatrixError
     from mcit.evaluation.matrix_files import (
         load_accuracy_matrix,
         read_results_json,
@@ -50,7 +50,8 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from mcit.evaluation.prediction_files import PredictionsFileError, score_file
+    from mcit.errors import PredictionsFileError
+    from mcit.evaluation.prediction_files import score_file
     from mcit.report.tables import text_table
 
     try:
@@ -89,7 +90,7 @@ def _report_dir(runs: list[str], out: str | None) -> Path:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from mcit.report import ReportError
+    from mcit.errors import ReportError
     from mcit.report.report import write_report
 
     out = _report_dir(args.runs, args.out)

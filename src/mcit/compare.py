@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcit.config import ConfigError, RunConfig, load_config, parse_overrides, to_dict
+from mcit.config import RunConfig, load_config, parse_overrides, to_dict
+from mcit.errors import ConfigError
 from mcit.report.runs import COMPARABLE_CONFIG_KEYS
 
 __all__ = [
@@ -176,7 +177,7 @@ def compare(
     Config problems raise `ConfigError` before anything runs; a method that fails while running
     is logged (with its traceback under ``out_dir/<method>/error.txt``) and skipped.
     """
-    from mcit.report import ReportError
+    from mcit.errors import ReportError
     from mcit.report.report import write_report
     from mcit.runner import run
 

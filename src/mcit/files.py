@@ -83,6 +83,32 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def exclusive_folder(path: Path, error: type[Exception] = RuntimeError) -> Iterator[None]:
+    """Hold `path`'s lock (its `.lock` file, which records the holder's pid) for the block, so
+    only one process writes the folder; if another holds it, raise `error` at once, naming its
+    pid. The lock ends with the process, so a killed run never leaves the folder locked."""
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise error(
+                f"{path}: another process (pid {holder}) is writing this folder; wait for it "
+                "to end, or choose another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """A fresh temporary folder beside `path` to build a whole folder in. When the block ends it
     replaces `path` (an earlier folder is moved aside first, then removed); if the block raises,

@@ -15,9 +15,11 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from mcit.config import ConfigError, RunConfig, load_config
+from mcit.config import RunConfig, load_config
 from mcit.data.collate import Collator
-from mcit.data.sample import DataError, Sample, Task
+from mcit.data.formats.llava import TAGS, remove_tag
+from mcit.data.sample import Sample, Task
+from mcit.errors import ConfigError, DataError
 from mcit.files import read_json
 from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.train.checkpoint import load_stage, stage_complete
@@ -73,7 +75,9 @@ def load_trained(
         # Names are all a replayed begin_task needs; the training data stays on disk.
         names = info.get("tasks") or [info.get("name", f"stage {s + 1}")]
         method.begin_task(s, joint_task([Task(n, "mixed", [], []) for n in names]))
-    tensors, extra = load_stage(stage_dir)
+    tensors, extra = load_stage(
+        stage_dir, remedy=f"run the stages again (delete {run_dir}, then mcit run)"
+    )
     method.load_method_state(tensors)
     method.load_extra_state(extra)
     method.eval()
@@ -90,6 +94,16 @@ def _check_image(path: Path) -> None:
         raise DataError(path, None, None, f"not a readable image ({err})") from err
 
 
+def _without_image_tag(question: str) -> str:
+    """The question without its image tag, as the data loader reads a record: the collator
+    puts the image slot in front of the question itself."""
+    tag = TAGS["image"]
+    count = question.count(tag)
+    if count > 1:
+        raise ConfigError(f"--question: {count} {tag} tags; the one image needs at most one")
+    return remove_tag(question, tag)
+
+
 def predict_run(
     run_dir: str | Path,
     image: str | Path,
@@ -100,8 +114,11 @@ def predict_run(
     """The run's answer to `question` about `image`; no task id is given to the method."""
     image = Path(image)
     _check_image(image)
+    question = _without_image_tag(question)
     if not question.strip():
         raise ConfigError("--question: empty question")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens: {max_new_tokens} must be at least 1")
     config, method, stage, finished = load_trained(run_dir, stage)
     sample = Sample(
         id=f"predict:{image}",
@@ -112,7 +129,7 @@ def predict_run(
         media={"image": str(image.resolve())},
     )
     batch = Collator(method.backbone)([sample], with_answer=False).to(method.backbone.device)
-    budget = max_new_tokens or config.eval.max_new_tokens
+    budget = config.eval.max_new_tokens if max_new_tokens is None else max_new_tokens
     answer = method.generate(batch, max_new_tokens=budget)[0]
     explained = method.explain(batch)
     return Prediction(

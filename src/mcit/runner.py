@@ -9,6 +9,7 @@ same matrix as an uninterrupted run: every stage re-seeds from (seed, stage).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import platform
 import random
@@ -24,15 +25,17 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from mcit.config import ConfigError, RunConfig, dump_config, from_dict, to_dict
+from mcit.config import RunConfig, dump_config, from_dict, to_dict
 from mcit.data.benchmarks import load_benchmark_spec, load_tasks, resolve_benchmark
 from mcit.data.builtin import register_builtin_benchmarks
 from mcit.data.collate import Collator
+from mcit.data.fingerprint import changed_tasks, task_fingerprints
 from mcit.data.sample import Task
+from mcit.errors import ConfigError
 from mcit.evaluation.analysis import StageAnalysis, write_stage_analysis
 from mcit.evaluation.evaluator import check_answer_budget, evaluate_task, write_jsonl_atomic
 from mcit.evaluation.matrix_files import write_run_metrics
-from mcit.files import read_json, write_json_atomic, write_text_atomic
+from mcit.files import exclusive_folder, read_json, write_json_atomic, write_text_atomic
 from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.models.backbone import load_backbone
 from mcit.train.checkpoint import load_stage, save_stage, stage_complete
@@ -135,6 +138,8 @@ def manifest(config: RunConfig, accelerator: Accelerator, tasks: list[Task]) -> 
         "padding_side": "left",
         "decoding": "greedy",
         "data_counts": {t.name: {"train": len(t.train), "test": len(t.test)} for t in tasks},
+        # Checked on resume: the finished stages' data must still be the data.
+        "data_fingerprints": task_fingerprints(tasks),
         # Held-out training records (data.validation_per_task) or the test records.
         "eval_split": "test" if config.data.validation_per_task is None else "validation",
     }
@@ -152,13 +157,26 @@ def format_matrix(tasks: list[str], stages: list[dict], matrix: list[list[float 
     return "\n".join(lines)
 
 
+# Keys that name the run's folder, not what it computes: the folder is the run's identity, so a
+# run folder that was renamed or moved resumes under its new name.
+IDENTITY_KEYS = ("name", "output_dir")
+
+
 def _check_resumable(run_dir: Path, config: RunConfig) -> None:
+    """Refuse to resume a run that has finished stages under another config. A folder whose run
+    failed before its first stage holds nothing to keep, and takes the new config."""
     saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
+    if not saved_path.is_file() or not _finished_stages(run_dir):
         return
     # Through the dataclasses, so keys added since the run was made take their defaults.
-    saved = to_dict(from_dict(RunConfig, yaml.safe_load(saved_path.read_text()), str(saved_path)))
+    try:
+        saved_tree = yaml.safe_load(saved_path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{saved_path}: invalid YAML: {err}") from None
+    saved = to_dict(from_dict(RunConfig, saved_tree, str(saved_path)))
     current = to_dict(config)
+    for key in IDENTITY_KEYS:
+        del saved[key], current[key]
     if saved != current:
         diff = sorted(_diff_keys(saved, current))
         shown = "; ".join(
@@ -169,6 +187,25 @@ def _check_resumable(run_dir: Path, config: RunConfig) -> None:
             f"{run_dir}: this run directory holds a run with another config ({shown}); "
             f"resume with the saved values (e.g. {diff[0]}={_dotted(saved, diff[0])}), "
             "or choose another name=..."
+        )
+
+
+def _finished_stages(run_dir: Path) -> int:
+    path = run_dir / "results.json"
+    return len(_read_json(path).get("matrix", [])) if path.is_file() else 0
+
+
+def _check_same_data(run_dir: Path, results: dict, tasks: list[Task]) -> None:
+    """Refuse to resume on data that changed since the finished stages used it."""
+    saved = results["manifest"].get("data_fingerprints")
+    if saved is None:  # a run from before fingerprints were recorded
+        return
+    changed = changed_tasks(saved, task_fingerprints(tasks))
+    if changed:
+        raise ConfigError(
+            f"{run_dir}: the benchmark changed since the finished stages used it "
+            f"({', '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}); restore the "
+            f"data as it was, or delete {run_dir} to start the run again"
         )
 
 
@@ -209,12 +246,27 @@ def run(
     started = time.time()
     method_class(config.method.name, config.method.args)  # fail on a bad method before any work
     accelerator = make_accelerator(config)
-    main = accelerator.is_main_process
     run_dir = Path(config.output_dir) / config.run_name
+    # One writer per run folder: a second `mcit run` on it is refused at once.
+    lock = (
+        exclusive_folder(run_dir, ConfigError)
+        if accelerator.is_main_process
+        else contextlib.nullcontext()
+    )
+    with lock:
+        return _run(config, accelerator, run_dir, progress, stop_after_stage, started)
+
+
+def _run(
+    config: RunConfig,
+    accelerator: Accelerator,
+    run_dir: Path,
+    progress: bool,
+    stop_after_stage: int | None,
+    started: float,
+) -> dict[str, Any]:
+    main = accelerator.is_main_process
     _check_resumable(run_dir, config)
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.yaml", dump_config(config))
     set_seed(config.seed)
 
     tasks = load_stream(config)
@@ -230,6 +282,8 @@ def run(
     results_path = run_dir / "results.json"
     if results_path.is_file():
         results = _read_json(results_path)
+        _check_same_data(run_dir, results, tasks)
+        results["run"] = config.run_name  # the folder may have been renamed
     else:
         results = {
             "version": RESULTS_VERSION,
@@ -256,13 +310,16 @@ def run(
                 f"{last}: results.json records {done} finished stage(s) but this checkpoint is "
                 f"missing or incomplete; delete {run_dir} to start the run again"
             )
-        tensors, extra = load_stage(last)
+        tensors, extra = load_stage(last, remedy=f"delete {run_dir} to start the run again")
         method.load_method_state(tensors)
         method.load_extra_state(extra)
         if main and done < len(plan):
             print(f"[mcit] resuming {run_dir} after stage {done} of {len(plan)}", flush=True)
 
+    if main:  # recorded once the run really starts: a failed start leaves nothing in the way
+        write_text_atomic(run_dir / "config.yaml", dump_config(config))
     logger = RunLogger(run_dir, enabled=main)
+    logger.mark_attempt(done)
     trainer = Trainer(accelerator, config.train, logger, progress=progress)
     for s in range(done, len(plan)):
         if stop_after_stage is not None and s >= stop_after_stage:

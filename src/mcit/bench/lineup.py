@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from mcit.config import ConfigError, load_config
+from mcit.config import load_config
+from mcit.errors import ConfigError
 from mcit.methods.base import ContinualMethod, build_method, method_class, method_names
 from mcit.models.backbone import Backbone
 

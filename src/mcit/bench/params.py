@@ -33,8 +33,9 @@ from transformers import (
 )
 
 from mcit.bench.replay import TaskReplay
+from mcit.config import BackboneConfig
 from mcit.methods.base import ContinualMethod, build_method, method_names
-from mcit.models.backbone import Backbone, BackboneConfig
+from mcit.models.backbone import Backbone
 from mcit.models.guidance import GuidanceEncoder
 from mcit.runner import count_parameters
 

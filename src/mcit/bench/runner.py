@@ -54,9 +54,10 @@ from mcit.bench.timing import (
     paired_ratio,
     summarize,
 )
-from mcit.config import ConfigError, RunConfig
+from mcit.config import RunConfig
 from mcit.data.collate import Collator
 from mcit.data.sample import Sample, Task
+from mcit.errors import ConfigError
 from mcit.methods.base import ContinualMethod
 from mcit.models.backbone import load_backbone
 from mcit.runner import load_stream, make_accelerator, manifest

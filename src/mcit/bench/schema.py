@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mcit.config import ConfigError
+from mcit.errors import ConfigError
 from mcit.files import read_json
 
 SCHEMA = "mcit-bench/1"

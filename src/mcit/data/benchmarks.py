@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from mcit.data.formats.llava import load_llava_test, load_llava_train
-from mcit.data.sample import METRICS, MODALITIES, DataError, Task
+from mcit.data.sample import METRICS, MODALITIES, Task
+from mcit.errors import DataError
 
 SPEC_FILE = "benchmark.yaml"
 _TOP_KEYS = ("name", "description", "tasks", "orders", "meta")  # meta: free-form, for generators

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mcit.config import ConfigError
 from mcit.data.sample import Sample
+from mcit.errors import ConfigError
 from mcit.models.backbone import IGNORE_INDEX
 
 IGNORE = IGNORE_INDEX

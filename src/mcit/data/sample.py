@@ -9,29 +9,10 @@ the collator puts the placeholder in front of the first user turn, as LLaVA does
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 # Metric names understood by `mcit.evaluation.scorers` (docs/metrics-and-reports.md, the scoring rules).
 METRICS = ("vqa", "exact", "option", "contains", "iou", "cider")
 MODALITIES = ("image", "audio", "video")
-
-
-class DataError(ValueError):
-    """Bad input data. The message always names the file, the record and the field."""
-
-    def __init__(
-        self, path: str | Path, record: str | int | None, field_name: str | None, problem: str
-    ):
-        self.path = str(path)
-        self.record = record
-        self.field = field_name
-        self.problem = problem
-        where = self.path
-        if record is not None:
-            where += f", record {record}"
-        if field_name is not None:
-            where += f", field '{field_name}'"
-        super().__init__(f"{where}: {problem}")
 
 
 @dataclass

@@ -35,6 +35,8 @@ import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from mcit.errors import MatrixError
+
 __all__ = [
     "ContinualMetrics",
     "MatrixError",
@@ -77,18 +79,6 @@ def _check_score(v: float, ceiling: float) -> str | None:
     if not math.isfinite(v) or not 0.0 <= v <= ceiling:
         return f"{v!r} is outside 0-{ceiling:g}"
     return None
-
-
-class MatrixError(ValueError):
-    """An invalid accuracy matrix. The message names the row (stage number and the task trained
-    at that stage) and the column (task) where it can; `stage` (1-based) and `column` (task
-    name) carry the same information for callers that re-locate the error (e.g. a CSV line)."""
-
-    def __init__(self, message: str, stage: int | None = None, column: str | None = None):
-        super().__init__(message)
-        self.stage = stage
-        self.column = column
-        self.problem = message
 
 
 @dataclass

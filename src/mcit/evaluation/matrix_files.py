@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcit.errors import MatrixError
 from mcit.evaluation.continual import (
     ContinualMetrics,
-    MatrixError,
     compute_continual,
     compute_single_stage,
     score_ceiling,

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcit.errors import PredictionsFileError
 from mcit.evaluation.scorers import SCORERS, box_iou, parse_box, score_predictions
 
 __all__ = [
@@ -34,22 +35,6 @@ __all__ = [
     "score_file",
     "score_lines",
 ]
-
-
-class PredictionsFileError(ValueError):
-    """A bad line of a predictions file; the message names the file, the line and the field."""
-
-    def __init__(self, path: str | Path, line: int | None, field_name: str | None, problem: str):
-        self.path = str(path)
-        self.line = line
-        self.field = field_name
-        self.problem = problem
-        where = self.path
-        if line is not None:
-            where += f", line {line}"
-        if field_name is not None:
-            where += f", field '{field_name}'"
-        super().__init__(f"{where}: {problem}")
 
 
 @dataclass

@@ -19,9 +19,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mcit.config import ConfigError, from_dict
+from mcit.config import from_dict
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task
+from mcit.errors import ConfigError
 from mcit.evaluation.analysis import StageAnalysis
 from mcit.models.backbone import Backbone
 

@@ -35,12 +35,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mcit.config import ConfigError
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task
+from mcit.errors import BackboneError, ConfigError
 from mcit.evaluation.analysis import StageAnalysis, analysis_matrix
 from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
-from mcit.models.backbone import BackboneError
 from mcit.models.guidance import GuidanceEncoder
 from mcit.models.prompting import prompted_inputs, random_token_rows, real_token_ids
 

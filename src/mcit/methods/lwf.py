@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from mcit.config import ConfigError
 from mcit.data.collate import IGNORE, Batch
 from mcit.data.sample import Task
+from mcit.errors import ConfigError
 from mcit.methods.base import LossOutput, register_method
 from mcit.methods.finetune_lora import FinetuneLora, LoraArgs
 

@@ -43,12 +43,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mcit.config import ConfigError
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task
+from mcit.errors import BackboneError, ConfigError
 from mcit.evaluation.analysis import StageAnalysis, analysis_matrix
 from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
-from mcit.models.backbone import BackboneError
 from mcit.models.guidance import GuidanceEncoder, GuidanceFeatures
 from mcit.models.prompting import (  # noqa: F401 (insert_after_bos: its historic home)
     PerTaskPrompts,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from mcit.config import ConfigError
+from mcit.errors import ConfigError
 from mcit.methods.base import ContinualMethod, MethodArgs, register_method
 from mcit.methods.finetune_lora import LLAMA_LINEARS
 

@@ -16,9 +16,9 @@ import torch
 from peft.tuners.lora import LoraLayer
 from peft.tuners.tuners_utils import set_adapter
 
-from mcit.config import ConfigError
 from mcit.data.collate import Batch
 from mcit.data.sample import Task
+from mcit.errors import ConfigError
 from mcit.methods.base import ContinualMethod, LossOutput, register_method
 from mcit.methods.finetune_lora import LoraArgs, inject_lora
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mcit.config import ConfigError
 from mcit.data.collate import Batch
 from mcit.data.sample import Task
+from mcit.errors import ConfigError
 from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
 from mcit.models.prompting import PerTaskPrompts, prompted_inputs
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from mcit.config import ConfigError
 from mcit.data.sample import Sample, Task
+from mcit.errors import ConfigError
 from mcit.methods.base import register_method
 from mcit.methods.finetune_lora import FinetuneLora, LoraArgs
 

@@ -15,9 +15,7 @@ import dataclasses
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
@@ -25,6 +23,8 @@ from torch import nn
 from transformers import AutoTokenizer, LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from mcit.config import BackboneConfig, ChatFormat
+from mcit.errors import BackboneError
 from mcit.models import efficientnet_lite  # noqa: F401 - registers the tiny base's vision tower
 from mcit.models.tokenizer import MEDIA_TOKENS
 
@@ -38,45 +38,6 @@ LLAVA_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
 )
-
-
-class BackboneError(ValueError):
-    """A backbone directory or setting that cannot be used; the message names it."""
-
-
-@dataclass
-class ChatFormat:
-    """How a conversation becomes text: LLaVA-1.5's vicuna_v1 layout by default."""
-
-    # None: the backbone's own (LLaVA-1.5's system prompt for hf, none for tiny, which was
-    # pre-trained without one and pays for every token on a CPU).
-    system: str | None = None
-    user: str = "USER: "
-    assistant: str = " ASSISTANT:"
-    answer_prefix: str = " "  # between the assistant tag and the answer
-    turn_end: str = ""  # after an answer, before EOS-separated next turn
-
-
-@dataclass
-class BackboneConfig:
-    """Which LMM to load and how. `name` is `tiny` (built and pre-trained by mcit) or `hf`."""
-
-    name: str = "tiny"
-    path: str | None = None  # local llava-hf directory (name = hf)
-    clip_path: str | None = None  # local CLIP directory for guidance features
-    dtype: str = "float32"
-    device: str = "auto"  # auto | cpu | cuda
-    gradient_checkpointing: bool = False
-    chat: ChatFormat = field(default_factory=ChatFormat)
-    max_length: int = 2048  # LLaVA-1.5's; capped by the LM's positions (see Collator)
-    # name = tiny: the pre-training recipe of the base (`mcit.pretrain.recipes`; the default one
-    # ships inside the package) and TinyConfig overrides on top of it (built once, then cached).
-    recipe: str = "tiny-lite0"
-    tiny: dict[str, Any] = field(default_factory=dict)
-    pixel_cache_mb: int = 2048  # processed images kept in memory between epochs and stages
-    # Outputs of a frozen vision tower kept in memory, keyed by the processed image's content:
-    # a frozen tower gives the same features every time, and on a CPU it costs more than the LM.
-    feature_cache_mb: int = 2048
 
 
 class _BoundedCache:
@@ -328,7 +289,8 @@ def load_backbone(config: BackboneConfig) -> Backbone:
 
 def tiny_config(config: BackboneConfig):
     """The TinyConfig that `model.backbone.recipe` and `model.backbone.tiny` describe."""
-    from mcit.config import ConfigError, from_dict
+    from mcit.config import from_dict
+    from mcit.errors import ConfigError
     from mcit.models.tiny import TinyConfig
     from mcit.pretrain.recipes import RECIPES
 

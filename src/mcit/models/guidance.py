@@ -27,7 +27,7 @@ from PIL import Image
 from transformers import AutoTokenizer, CLIPModel
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from mcit.models.backbone import BackboneError
+from mcit.errors import BackboneError
 from mcit.models.tokenizer import MEDIA_TOKENS
 
 if TYPE_CHECKING:  # models/ never imports data/ at run time

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mcit.models.backbone import IGNORE_INDEX, Backbone, BackboneError
+from mcit.errors import BackboneError
+from mcit.models.backbone import IGNORE_INDEX, Backbone
 
 if TYPE_CHECKING:  # models/ never imports data/ at run time
     from mcit.data.collate import Batch

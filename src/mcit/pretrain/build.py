@@ -39,10 +39,11 @@ from transformers import (
     get_scheduler,
 )
 
+from mcit.config import BackboneConfig, ChatFormat
 from mcit.data.collate import Collator
 from mcit.data.sample import Sample
 from mcit.files import atomic_dir, atomic_path, read_json, write_json_atomic, write_text_atomic
-from mcit.models.backbone import Backbone, BackboneConfig, ChatFormat
+from mcit.models.backbone import Backbone
 from mcit.models.efficientnet_lite import imagenet_weights_path, load_imagenet_weights
 from mcit.models.tiny import (
     CAPTION_INSTRUCTION,

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from mcit.config import BackboneConfig, ChatFormat
 from mcit.data.collate import Collator
 from mcit.data.sample import Sample
-from mcit.models.backbone import BackboneConfig, ChatFormat, load_llava_dir
+from mcit.models.backbone import load_llava_dir
 from mcit.models.tiny import CAPTION_INSTRUCTION, TinyConfig
 
 BOX_SKILL = "where"

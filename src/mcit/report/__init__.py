@@ -6,6 +6,6 @@ analyses, `bench` renders `mcit bench` files, and `report` puts them
 together.
 """
 
+from mcit.errors import ReportError
 
-class ReportError(ValueError):
-    """Runs or files a report cannot use; the message names the file (and field)."""
+__all__ = ["ReportError"]

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcit.errors import ReportError
 from mcit.files import read_json
-from mcit.report import ReportError
 
 __all__ = ["ANALYSIS_DIR", "Analysis", "analysis_path", "last_stage_analyses", "read_analysis"]
 

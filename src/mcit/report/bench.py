@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcit.errors import ReportError
 from mcit.files import read_json
-from mcit.report import ReportError
 
 __all__ = ["BENCH_FILE", "BenchSource", "find_bench", "render_bench_section"]
 

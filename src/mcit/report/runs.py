@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from mcit.evaluation.continual import ContinualMetrics, MatrixError, scale_note
+from mcit.errors import MatrixError, ReportError
+from mcit.evaluation.continual import ContinualMetrics, scale_note
 from mcit.evaluation.matrix_files import AccuracyMatrix, matrix_from_results
 from mcit.files import read_json
-from mcit.report import ReportError
 from mcit.report.analysis import Analysis, last_stage_analyses
 
 __all__ = [

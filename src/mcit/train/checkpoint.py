@@ -1,32 +1,84 @@
 """Per-stage checkpoints, written atomically (mcit.files) so an interrupted run never leaves a
-half-written stage that a resume would trust."""
+half-written stage that a resume would trust, and verified on every load: `method.json` holds
+the size and sha256 of `method.safetensors` beside the method's own state, so a truncated or
+altered tensor file is refused with the file's name instead of being loaded."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mcit.files import atomic_path, write_json_atomic
+from mcit.errors import CheckpointError
+from mcit.files import atomic_path, read_json, write_json_atomic
+
+TENSORS = "method.safetensors"
+MANIFEST = "method.json"
+FORMAT = 2  # 1 (before checksums): method.json was the method's extra state alone
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_stage(stage_dir: Path, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
-    """Save what the method owns after a stage: `method.safetensors` + `method.json`."""
+    """Save what the method owns after a stage: `method.safetensors`, then `method.json` (its
+    checksum and the method's extra state)."""
     stage_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(stage_dir / "method.safetensors") as tmp:
+    with atomic_path(stage_dir / TENSORS) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    path = stage_dir / TENSORS
     # Written last: its presence marks the stage's checkpoint complete.
-    write_json_atomic(stage_dir / "method.json", extra)
+    write_json_atomic(
+        stage_dir / MANIFEST,
+        {
+            "format": FORMAT,
+            "tensors": {"file": TENSORS, "bytes": path.stat().st_size, "sha256": file_sha256(path)},
+            "extra": extra,
+        },
+    )
 
 
-def load_stage(stage_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = load_file(str(stage_dir / "method.safetensors"))
-    extra = json.loads((stage_dir / "method.json").read_text())
+def load_stage(
+    stage_dir: Path, remedy: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and extra state saved in `stage_dir`, after checking the tensor file against
+    its recorded size and sha256. `remedy` ends the error message (what the user should do);
+    by default, delete the stage folder."""
+    remedy = remedy or f"delete {stage_dir} and run again"
+    tensors_path = stage_dir / TENSORS
+    saved = read_json(stage_dir / MANIFEST, CheckpointError)
+    if not tensors_path.is_file():
+        raise CheckpointError(f"{tensors_path}: missing; {remedy}")
+    if isinstance(saved, dict) and saved.get("format") == FORMAT:
+        record, extra = saved.get("tensors") or {}, saved.get("extra", {})
+        size = tensors_path.stat().st_size
+        if size != record.get("bytes"):
+            raise CheckpointError(
+                f"{tensors_path}: truncated or replaced ({size} bytes, {record.get('bytes')} "
+                f"were saved); {remedy}"
+            )
+        if file_sha256(tensors_path) != record.get("sha256"):
+            raise CheckpointError(
+                f"{tensors_path}: its content changed since it was saved (sha256 mismatch); "
+                f"{remedy}"
+            )
+    else:  # a format-1 checkpoint (no checksum to verify)
+        extra = saved
+    try:
+        tensors = load_file(str(tensors_path))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{tensors_path}: unreadable ({err}); {remedy}") from None
     return tensors, extra
 
 
 def stage_complete(stage_dir: Path) -> bool:
-    return (stage_dir / "method.safetensors").is_file() and (stage_dir / "method.json").is_file()
+    return (stage_dir / TENSORS).is_file() and (stage_dir / MANIFEST).is_file()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from transformers import get_scheduler
 from mcit.config import TrainConfig
 from mcit.data.collate import Collator
 from mcit.data.sample import Sample
+from mcit.errors import ConfigError
 from mcit.methods.base import ContinualMethod
 
 
@@ -56,6 +58,19 @@ class RunLogger:
         for key, value in record.items():
             if isinstance(value, int | float) and key not in ("stage", "step"):
                 self.writer.add_scalar(f"stage{record.get('stage', 0)}/{key}", value, step)
+
+    def mark_attempt(self, finished_stages: int) -> None:
+        """A line that starts each attempt of the run, so an interrupted attempt's lines stay
+        told apart from the resumed one's."""
+        if self.enabled:
+            with self.path.open("a") as handle:
+                record = {
+                    "event": "attempt",
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "pid": os.getpid(),
+                    "finished_stages": finished_stages,
+                }
+                handle.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
         if self.writer is not None:
@@ -124,6 +139,12 @@ class Trainer:
         params = method.trainable_parameters()
         if not params:
             raise ValueError(f"method '{method.name}' has nothing to train at stage {stage + 1}")
+        if len(samples) < acc.num_processes:
+            # Each process draws from its own share of the data: an empty share never ends.
+            raise ConfigError(
+                f"stage {stage + 1}: {len(samples)} training sample(s) for "
+                f"{acc.num_processes} process(es); every process needs at least one"
+            )
         steps = steps_for(len(samples), cfg, acc.num_processes, n_tasks)
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = get_scheduler(

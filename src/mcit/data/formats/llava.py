@@ -24,7 +24,8 @@ from typing import Any
 
 from PIL import Image
 
-from mcit.data.sample import METRICS, MODALITIES, DataError, Sample
+from mcit.data.sample import METRICS, MODALITIES, Sample
+from mcit.errors import DataError
 from mcit.files import write_text_atomic
 
 TAGS = {m: f"<{m}>" for m in MODALITIES}
@@ -436,10 +437,10 @@ def _strip_tags(
         raise where.error(modality, f"missing, but the first human turn has a {tag} tag")
     if tag not in texts[0] and has_media and tag_required:
         raise where.error(field_of(0), f"no {tag} tag, but the record has '{modality}'")
-    return [_remove_tag(texts[0], tag), *texts[1:]]
+    return [remove_tag(texts[0], tag), *texts[1:]]
 
 
-def _remove_tag(text: str, tag: str) -> str:
+def remove_tag(text: str, tag: str) -> str:
     """Drop the tag with its adjacent newline: "<image>\\nQ" and "Q\\n<image>" both give "Q"."""
     at = text.find(tag)
     if at < 0:
