@@ -130,11 +130,27 @@ def test_predict_errors_are_one_clear_line(mp_run, tmp_path, capsys):
         ([str(run_dir), "--image", str(image), "--stage", "4"], "finished stages are 1..3"),
         ([str(run_dir), "--image", str(tmp_path / "x.png")], "no such image file"),
         ([str(run_dir), "--image", str(run_dir / "results.json")], "not a readable image"),
+        ([str(run_dir), "--image", str(image), "--max-new-tokens", "0"], "must be at least 1"),
+        ([str(run_dir), "--image", str(image), "--max-new-tokens", "-1"], "must be at least 1"),
     ]
     for args, message in cases:
         assert main(["predict", *args, "--question", "What?"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("mcit predict: error:") and message in err and "Traceback" not in err
+
+
+def test_predict_reads_an_image_tag_in_the_question_as_the_data_loader_does(mp_run, capsys):
+    config, _, run_dir = mp_run
+    sample = next(t for t in load_stream(config) if t.name == "gqa").test[0]
+    answers = []
+    for question in (sample.instruction, f"<image>\n{sample.instruction}"):
+        argv = ["predict", str(run_dir), "--image", sample.media["image"], "--json"]
+        assert main([*argv, "--question", question]) == 0
+        answers.append(json.loads(capsys.readouterr().out)["answer"])
+    assert answers[0] == answers[1]
+    argv = ["predict", str(run_dir), "--image", sample.media["image"]]
+    assert main([*argv, "--question", "<image> <image> What?"]) == 2
+    assert "2 <image> tags" in capsys.readouterr().err
 
 
 def _png(tmp_path):

@@ -293,3 +293,46 @@ def test_a_damaged_checkpoint_stops_a_resume_with_one_line(
     err = capsys.readouterr().err.strip()
     assert f"{path}: its content changed" in err and f"delete {run_dir}" in err
     assert "\n" not in err
+
+
+def test_a_results_file_with_a_score_out_of_range_is_one_line(
+    micro_backbone_dirs, micro_benchmark, tmp_path, capsys
+):
+    _, run_dir = _run(micro_benchmark, tmp_path, **{"data.order": "[gqa]"})
+    path = run_dir / "results.json"
+    results = json.loads(path.read_text())
+    results["matrix"][0][0] = 150.0  # an exact-match score cannot pass 100
+    path.write_text(json.dumps(results))
+    overrides = micro_overrides(micro_benchmark, tmp_path, **{"data.order": "[gqa]"})
+    assert main(["run", "--quiet", *overrides]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"mcit run: error: {path}: row for stage 1") and "150.0 is outside" in err
+
+
+def test_validate_flags_training_records_longer_than_the_models_max_length(
+    micro_backbone_dirs, micro_benchmark, tmp_path, capsys
+):
+    import yaml
+
+    from mcit.data.collate import Collator
+    from mcit.models.backbone import load_backbone
+    from mcit.runner import load_stream
+
+    tree = load_config(None, micro_overrides(micro_benchmark, tmp_path))
+    collate = Collator(load_backbone(tree.model.backbone))
+    config = tmp_path / "short.yaml"
+    lengths = {}
+    for task in load_stream(tree):
+        lengths[task.name] = [collate.length(s) for s in task.train]
+    limit = sorted(lengths["scienceqa"])[len(lengths["scienceqa"]) // 2]
+    expected = sum(n > limit for ns in lengths.values() for n in ns)
+    config.write_text(
+        yaml.safe_dump(
+            {"model": {"backbone": {"max_length": limit, "tiny": tree.model.backbone.tiny}}}
+        )
+    )
+    assert main(["data", "validate", str(micro_benchmark), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"lengths: {expected} training record(s) longer than max_length {limit}" in out
+    assert expected > 0 and out.count("  warning: ") == expected  # <= 16 records a task
+    assert "scienceqa/train.json, record id " in out

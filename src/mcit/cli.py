@@ -149,9 +149,42 @@ def _cmd_data_validate(args: argparse.Namespace) -> int:
     from mcit.data.builtin import register_builtin_benchmarks
 
     register_builtin_benchmarks()
-    report = validate_benchmark(resolve_benchmark(args.path))
+    root = resolve_benchmark(args.path)
+    report = validate_benchmark(root)
     print(report.format())
+    if report.ok and (args.config or args.lengths):
+        _print_long_records(root, args.config)
     return 0 if report.ok else 2  # the exit status of every command's input error
+
+
+def _print_long_records(root: Path, config_path: str | None) -> None:
+    """Training records longer than the run config's model can take (they would be cut)."""
+    from mcit.config import load_config
+    from mcit.data.benchmarks import load_benchmark_spec, load_tasks
+    from mcit.data.collate import Collator
+    from mcit.models.backbone import load_backbone
+
+    config = load_config(config_path)
+    collate = Collator(load_backbone(config.model.backbone))
+    spec = load_benchmark_spec(root)
+    total = 0
+    tasks = load_tasks(spec, order=[t.name for t in spec.tasks])
+    for task, files in zip(tasks, spec.tasks, strict=True):
+        long = [(s, n) for s in task.train if (n := collate.length(s)) > collate.max_length]
+        total += len(long)
+        for sample, n in long[:20]:
+            print(
+                f"  warning: {files.train}, record id {sample.id}, field 'conversations': "
+                f"{n} tokens with the image slots, more than the model's max_length "
+                f"{collate.max_length}; training cuts its oldest text after the image"
+            )
+        if len(long) > 20:
+            print(f"  warning: ... and {len(long) - 20} more in task {task.name}")
+    source = config_path or "the default config"
+    print(
+        f"lengths: {total} training record(s) longer than max_length {collate.max_length} "
+        f"of {source}'s backbone" + (" (warnings do not fail validation)" if total else "")
+    )
 
 
 def _cmd_data_inspect(args: argparse.Namespace) -> int:
@@ -277,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_data_generate)
     p = dsub.add_parser("validate", help="check a benchmark folder and report every problem")
     p.add_argument("path", help="a benchmark folder, its benchmark.yaml, or a registered name")
+    p.add_argument(
+        "--config", help="also flag training records longer than this run config's model takes"
+    )
+    p.add_argument("--lengths", action="store_true", help="the same, with the default config")
     p.set_defaults(func=_cmd_data_validate)
     p = dsub.add_parser("inspect", help="print a few samples of each task")
     p.add_argument("benchmark", nargs="?", default="coin-mini")

@@ -34,7 +34,7 @@ from mcit.data.sample import Task
 from mcit.errors import ConfigError
 from mcit.evaluation.analysis import StageAnalysis, write_stage_analysis
 from mcit.evaluation.evaluator import check_answer_budget, evaluate_task, write_jsonl_atomic
-from mcit.evaluation.matrix_files import write_run_metrics
+from mcit.evaluation.matrix_files import matrix_from_results, write_run_metrics
 from mcit.files import exclusive_folder, read_json, write_json_atomic, write_text_atomic
 from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.models.backbone import load_backbone
@@ -282,6 +282,7 @@ def _run(
     results_path = run_dir / "results.json"
     if results_path.is_file():
         results = _read_json(results_path)
+        matrix_from_results(results, str(results_path))  # a damaged file: one line, named
         _check_same_data(run_dir, results, tasks)
         results["run"] = config.run_name  # the folder may have been renamed
     else:

@@ -67,7 +67,37 @@ class Collator:
         return ids
 
     def encode(self, sample: Sample, with_answer: bool) -> tuple[list[int], list[int]]:
-        """Token ids and labels of one sample; without the answer, the prompt for generation."""
+        """Token ids and labels of one sample; without the answer, the prompt for generation.
+        Past `max_length`, the oldest text after the image is cut (warned once)."""
+        ids, labels, media_end = self._untruncated(sample, with_answer)
+        if len(ids) > self.max_length:
+            room = self.max_length - media_end
+            if room <= 0:
+                raise ConfigError(
+                    f"sample {sample.id} ({sample.task}): its header and "
+                    f"{self.backbone.num_image_tokens} image slots take {media_end} tokens, "
+                    f"more than model.backbone.max_length {self.max_length}"
+                )
+            if not self._warned:
+                warnings.warn(
+                    f"sample {sample.id} ({sample.task}) has {len(ids)} tokens, more than "
+                    f"max_length {self.max_length}: the oldest text after its image is cut "
+                    "(warned once per run)",
+                    stacklevel=2,
+                )
+                self._warned = True
+            # Keep BOS, the header and the image slots; cut the oldest text after them.
+            ids = ids[:media_end] + ids[len(ids) - room :]
+            labels = labels[:media_end] + labels[len(labels) - room :]
+        return ids, labels
+
+    def length(self, sample: Sample) -> int:
+        """Tokens of the whole training sequence of `sample` (image slots included), before any
+        cut: what `mcit data validate --config` compares with `max_length`."""
+        return len(self._untruncated(sample, with_answer=True)[0])
+
+    def _untruncated(self, sample: Sample, with_answer: bool) -> tuple[list[int], list[int], int]:
+        """Ids, labels and the end of the image slots, whatever the length."""
         chat = self.chat
         bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
         ids: list[int] = list(bos)
@@ -91,26 +121,7 @@ class Collator:
                 ]
                 ids += target
                 labels += target
-        if len(ids) > self.max_length:
-            room = self.max_length - media_end
-            if room <= 0:
-                raise ConfigError(
-                    f"sample {sample.id} ({sample.task}): its header and "
-                    f"{self.backbone.num_image_tokens} image slots take {media_end} tokens, "
-                    f"more than model.backbone.max_length {self.max_length}"
-                )
-            if not self._warned:
-                warnings.warn(
-                    f"sample {sample.id} ({sample.task}) has {len(ids)} tokens, more than "
-                    f"max_length {self.max_length}: the oldest text after its image is cut "
-                    "(warned once per run)",
-                    stacklevel=2,
-                )
-                self._warned = True
-            # Keep BOS, the header and the image slots; cut the oldest text after them.
-            ids = ids[:media_end] + ids[len(ids) - room :]
-            labels = labels[:media_end] + labels[len(labels) - room :]
-        return ids, labels
+        return ids, labels, media_end
 
     def __call__(
         self, samples: list[Sample], with_answer: bool = True, load_pixels: bool = True
