@@ -1,4 +1,4 @@
-"""Continual metrics on hand-computed matrices (METHODS.md, "Continual metrics")."""
+"""Continual metrics on hand-computed matrices (docs/metrics-and-reports.md, "Continual metrics")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Worked examples for every answer scorer (METHODS.md, "Scoring of answers")."""
+"""Worked examples for every answer scorer (docs/metrics-and-reports.md, "Answer scoring")."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ from mcit.models.backbone import Backbone
 from mcit.models.guidance import GuidanceEncoder
 from mcit.runner import count_parameters
 
-# [paper Tab. 5] (METHODS.md, ModalPrompt point 11): trainable parameters, % of the model.
+# [ModalPrompt paper Tab. 5]: trainable parameters, % of the model.
 PAPER_TRAINABLE_PCT = {"modalprompt": 0.27, "moelora": 4.73}
 # The methods the issue asks the LLaVA-1.5-7B accounting for.
 PAPER_METHODS = ("modalprompt", "moelora", "finetune-lora", "o-lora")

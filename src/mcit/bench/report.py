@@ -22,7 +22,7 @@ SCALING_PLOT = "bench-scaling.png"
 TARGET_SPEED_VS_MOELORA = 1.3
 TARGET_SPEED_VS_BASE = 0.9
 TARGET_GROWTH_64_VS_8 = 1.10
-# [paper Tab. 5] (METHODS.md, ModalPrompt point 11), ModalPrompt vs MoELoRA.
+# [ModalPrompt paper Tab. 5], ModalPrompt vs MoELoRA.
 PAPER_SPEED_VS_MOELORA = 3.43 / 2.41
 PAPER_TRAIN_TIME_VS_MOELORA = 3.81 / 10.74
 

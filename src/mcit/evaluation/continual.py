@@ -1,8 +1,8 @@
-"""Continual-learning metrics from an accuracy matrix (METHODS.md, "Continual metrics").
+"""Continual-learning metrics from an accuracy matrix (docs/metrics-and-reports.md, "Continual metrics").
 
 The accuracy matrix ``a[t][i]`` is the score (0-100; CIDEr ×100, as CoIN reports it, can reach
 1000: see `score_ceiling`) on task i after training stage t. In the
-docs and in METHODS.md stages and tasks are numbered 1..T; in code the lists are 0-based, so
+docs stages and tasks are numbered 1..T; in code the lists are 0-based, so
 ``matrix[t - 1][i - 1]`` holds ``a[t][i]``. Every row has one entry per task; entries on and
 below the diagonal (t ≥ i) must be evaluated, entries above it (tasks not yet trained, only
 needed for forward transfer) may be None.
@@ -159,7 +159,7 @@ def _check_tasks(tasks: Sequence[str]) -> None:
 def validate_matrix(
     tasks: Sequence[str], matrix: Matrix, partial: bool = False, ceilings: Ceilings = None
 ) -> None:
-    """Check an accuracy matrix against METHODS.md's definition of ``a[t][i]``.
+    """Check an accuracy matrix against the definition of ``a[t][i]``.
 
     One row per stage (in task order) and one entry per task in every row; entries are numbers
     in 0..100 (0..ceilings[i] where given: `score_ceiling` of each task's metric) or None;
@@ -240,7 +240,7 @@ def compute_continual(
     zero_shot: Sequence[float | None] | None = None,
     ceilings: Ceilings = None,
 ) -> ContinualMetrics:
-    """All METHODS.md continual metrics of one stream, unrounded (see the module docstring).
+    """All continual metrics of one stream, unrounded (see the module docstring).
 
     `zero_shot[i]` is the score of task i+1 before any training (b_i), needed only for FWT.
     Validates the matrix first (`validate_matrix`; `ceilings` as there).
@@ -300,7 +300,7 @@ def compute_metrics(
     zero_shot: Sequence[float | None] | None = None,
     ceilings: Ceilings = None,
 ) -> dict:
-    """The JSON object of all continual metrics (METHODS.md, "Continual metrics")::
+    """The JSON object of all continual metrics (docs/metrics-and-reports.md, "Continual metrics")::
 
         {"tasks": [...],
          "per_task":  [{"task", "direct", "final", "caa"}, ...],

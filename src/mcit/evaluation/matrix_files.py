@@ -80,7 +80,8 @@ class AccuracyMatrix:
         return self.single_stage or len(self.matrix) == len(self.tasks)
 
     def continual_metrics(self) -> ContinualMetrics:
-        """METHODS.md's continual metrics; of the finished stages only for a partial run."""
+        """The continual metrics (docs/metrics-and-reports.md); of the finished stages only for a
+        partial run."""
         if self.single_stage:
             return compute_single_stage(
                 self.tasks, self.matrix[0], self.stage_names[0], self.ceilings
@@ -336,7 +337,7 @@ def load_accuracy_matrix(path: str | Path) -> AccuracyMatrix:
 
 
 def zero_shot_scores(zero_shot_run: AccuracyMatrix, tasks: list[str]) -> list[float | None]:
-    """b_i for `tasks` from a zero-shot run (FWT's reference, METHODS.md), matched by name."""
+    """b_i for `tasks` from a zero-shot run (FWT's reference, docs/metrics-and-reports.md), matched by name."""
     if zero_shot_run.method not in (None, "zero-shot"):
         raise MatrixError(
             f"{zero_shot_run.source}: a {zero_shot_run.method!r} run, not a zero-shot run; "

@@ -4,7 +4,7 @@ One JSON object per line::
 
     {"id": "q1", "metric": "vqa", "prediction": "two", "references": ["2", "two", ...]}
 
-`metric` is a scorer of `mcit.evaluation.scorers.SCORERS` (METHODS.md, "Scoring of answers");
+`metric` is a scorer of `mcit.evaluation.scorers.SCORERS` (docs/metrics-and-reports.md, "Answer scoring");
 it may be left out when the caller supplies a default (mcit's own
 `predictions/stage_<t>/<task>.jsonl` files carry no metric). For `iou` each reference is one
 box ``[x1, y1, x2, y2]`` in [0, 1], as a JSON list of four numbers or as text; for `cider` the

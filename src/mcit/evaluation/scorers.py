@@ -1,4 +1,4 @@
-"""Per-answer scoring of model predictions (METHODS.md, "Scoring of answers").
+"""Per-answer scoring of model predictions (docs/metrics-and-reports.md, "Answer scoring").
 
 Every metric name of `mcit.data.sample.METRICS` has one scorer here:
 
@@ -21,7 +21,7 @@ Per-sample scores are in [0, 1] except CIDEr-D, whose per-caption values lie in 
 document frequencies come from the references of the whole corpus.
 
 Where CoIN's evaluation scripts have quirks, mcit scores correctly by default and offers the
-quirk behind ``coin_quirk=True`` for reproduction (METHODS.md, last paragraph of the section).
+quirk behind ``coin_quirk=True`` for reproduction (docs/metrics-and-reports.md, "CoIN's quirks").
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def normalize_vqa_answer(s: str) -> str:
 
 
 def score_vqa(prediction: str, references: Sequence[str]) -> float:
-    """VQA soft accuracy (METHODS.md, "Scoring of answers", TextVQA).
+    """VQA soft accuracy (TextVQA).
 
     With n ≥ 2 references (VQA/TextVQA: ten annotators), the score is the mean over the n
     leave-one-out subsets of ``min(1, matches / 3)``, where ``matches`` counts the references
@@ -195,7 +195,7 @@ def _normalize_exact(s: str) -> str:
 
 
 def score_exact(prediction: str, references: Sequence[str]) -> float:
-    """Case-insensitive exact match (METHODS.md: GQA, VizWiz, VQAv2, OCR-VQA).
+    """Case-insensitive exact match (GQA, VizWiz, VQAv2, OCR-VQA).
 
     Surrounding whitespace and one final '.' are ignored on both sides; the prediction is
     right if it equals any reference. "unanswerable" is an ordinary answer.
@@ -215,7 +215,7 @@ _WORD_STRIP = "()[]{}.,:;!?\"'*"
 
 
 def parse_option(s: str, options: str = _UPPER) -> str | None:
-    """Parse an option letter from a ScienceQA answer (METHODS.md, "Scoring of answers").
+    """Parse an option letter from a ScienceQA answer .
 
     In order: the whole (stripped) answer is one letter ("B", "b"); else a leading "X." or
     "X)" (also "(X)") followed by a space or the end ("B. blue", "b) blue"); else the first
@@ -271,7 +271,7 @@ def _normalize_label(s: str) -> str:
 
 
 def score_contains(prediction: str, references: Sequence[str], coin_quirk: bool = False) -> float:
-    """ImageNet rule (METHODS.md): right iff the label is contained in the prediction or the
+    """ImageNet rule: right iff the label is contained in the prediction or the
     prediction in the label, after lower-casing, collapsing whitespace and dropping one final
     '.'. An empty prediction (or label) is wrong.
 
@@ -349,7 +349,7 @@ def box_iou(a: Box, b: Box) -> float:
 def score_iou(
     prediction: str, references: Sequence[str], coin_quirk: bool = False, threshold: float = 0.5
 ) -> float:
-    """REC grounding (METHODS.md): 1 iff IoU(predicted box, reference box) > 0.5.
+    """REC grounding: 1 iff IoU(predicted box, reference box) > 0.5.
 
     Boxes are ``[x1, y1, x2, y2]`` normalised to [0, 1] of the image padded to a square (IoU
     is scale-invariant, so no image size is needed). An unparseable or degenerate box

@@ -1,5 +1,5 @@
-"""L2P (Wang et al., CVPR 2022, "Learning to Prompt for Continual Learning"), as METHODS.md's
-Baselines section states it, on a frozen LMM.
+"""L2P (Wang et al., CVPR 2022, "Learning to Prompt for Continual Learning"), as the paper
+states it, on a frozen LMM ([spec]: mcit's own choice where the paper is silent).
 
 Rehearsal-free, no task id anywhere, the whole LMM frozen. One pool shared by every task:
 M prompts `P_m ∈ R^{L_p×d}` with learnable keys `k_m ∈ R^c` (c = CLIP feature width), all

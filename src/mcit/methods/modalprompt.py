@@ -1,5 +1,6 @@
 """ModalPrompt (Zeng et al., "ModalPrompt: Dual-Modality Guided Prompt for Continual Learning of
-Large Multimodal Models"), as METHODS.md specifies it.
+Large Multimodal Models", arXiv 2410.05849), as the paper and its authors' code state it;
+each choice below is marked [paper], [code] or [spec] (mcit's own, where both are silent).
 
 Rehearsal-free, no task id anywhere, the whole LMM frozen. Per task t:
 

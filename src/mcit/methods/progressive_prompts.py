@@ -1,5 +1,5 @@
 """Progressive Prompts (Razdaibiedina et al., ICLR 2023, "Progressive Prompts: Continual
-Learning for Language Models"), as METHODS.md's Baselines section states it.
+Learning for Language Models"), as the paper states it.
 
 Rehearsal-free, the whole LMM frozen. Task t learns a new soft prompt `P_t ∈ R^{L×d}`, trained
 while every earlier prompt is prefixed, frozen: the input is `[BOS; P_1; …; P_t; text]`, oldest
@@ -12,7 +12,7 @@ with the number of tasks T (ModalPrompt's and L2P's prefixes do not).
 
 Init: each row a copy of the embedding of a random real, non-special token (as the authors' T5
 code copies random vocabulary embeddings; mcit shares ModalPrompt's init). Left out: the paper's
-residual MLP reparameterisation of the prompt (its BERT set-up; not in METHODS.md).
+residual MLP reparameterisation of the prompt (its BERT set-up, not its T5 one).
 """
 
 from __future__ import annotations
