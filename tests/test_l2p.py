@@ -301,7 +301,7 @@ def test_bad_arguments_are_clear_config_errors(stream):
     config, _ = stream
     with pytest.raises(ConfigError, match=r"method.args.top_n: 4 must not exceed pool_size \(3\)"):
         _method(config, pool_size=3, top_n=4)
-    with pytest.raises(ConfigError, match="method.args.pool_size: 0 must be ≥ 1"):
+    with pytest.raises(ConfigError, match="method.args.pool_size: 0 must be at least 1"):
         _method(config, pool_size=0)
     with pytest.raises(ConfigError, match="method.args.key_loss_weight"):
         _method(config, key_loss_weight=-1.0)

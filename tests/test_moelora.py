@@ -104,5 +104,7 @@ def test_one_shared_set_of_experts_is_trained_on_every_task(setup):
 
 
 def test_rank_must_split_evenly_over_the_experts():
-    with pytest.raises(ConfigError, match="method.args.r: 12 is not a positive multiple"):
+    with pytest.raises(
+        ConfigError, match=r"method.args.r: 12 is not a multiple of method.args.experts \(8\)"
+    ):
         method_class("moelora", {"r": 12, "experts": 8})

@@ -76,7 +76,7 @@ def test_prompt_rows_start_as_copies_of_real_tokens_and_length_is_a_key(stream):
     assert not torch.equal(method.prompts[0], method.prompts[1])
     with pytest.raises(ValueError, match=r"begin_task\(5\) after 2 task\(s\)"):
         method.begin_task(5, stub_task("skipped"))
-    with pytest.raises(ConfigError, match="method.args.prompt_length: 0 must be ≥ 1"):
+    with pytest.raises(ConfigError, match="method.args.prompt_length: 0 must be at least 1"):
         _method(config, prompt_length=0)
 
 

@@ -101,14 +101,14 @@ def value_problem(f: dataclasses.Field, value: Any) -> str | None:
     return check(value) if check is not None else None
 
 
-def check_values(obj: Any, where: str) -> None:
-    """Raise ConfigError for the first field of dataclass `obj` whose value is not allowed."""
+def check_fields(obj: Any, where: str) -> None:
+    """Raise ConfigError for the first field of dataclass `obj` whose value `setting` does not
+    allow, named `<where>.<field>` (for a dataclass built in code rather than by `from_dict`)."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         problem = value_problem(f, value)
         if problem:
-            key = f"{where}.{f.name}" if where else f.name
-            raise ConfigError(f"{key}: {value!r} {problem}")
+            raise ConfigError(f"{where}.{f.name}: {value!r} {problem}")
 
 
 # transformers schedules that need more than warmup and total steps: a metric at every step
@@ -392,10 +392,14 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _check_type(value, hints[name], f"{where}.{name}" if where else name)
-    obj = cls(**kwargs)
-    check_values(obj, where)
-    return obj
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _check_type(value, hints[name], key)
+        # Before the dataclass is built: its __post_init__ may combine keys (r % experts) and
+        # must see each of them in range first.
+        problem = value_problem(fields[name], kwargs[name])
+        if problem:
+            raise ConfigError(f"{key}: {kwargs[name]!r} {problem}")
+    return cls(**kwargs)
 
 
 def to_dict(obj: Any) -> Any:

@@ -18,11 +18,11 @@ from PIL import Image, UnidentifiedImageError
 from mcit.config import RunConfig, load_config
 from mcit.data.collate import Collator
 from mcit.data.formats.llava import TAGS, remove_tag
-from mcit.data.sample import Sample, Task
+from mcit.data.sample import Sample
 from mcit.errors import ConfigError, DataError
 from mcit.files import read_json
 from mcit.methods.base import ContinualMethod, build_method, method_class
-from mcit.train.checkpoint import load_stage, stage_complete
+from mcit.train.checkpoint import stage_complete
 
 
 @dataclass
@@ -49,7 +49,7 @@ def load_trained(
 ) -> tuple[RunConfig, ContinualMethod, int, int]:
     """(config, method restored after `stage` (default: the last finished), stage, stages)."""
     from mcit.models.backbone import load_backbone
-    from mcit.runner import joint_task, make_accelerator
+    from mcit.runner import make_accelerator
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -71,15 +71,13 @@ def load_trained(
     backbone = load_backbone(config.model.backbone)
     method = build_method(config.method.name, backbone, config.method.args)
     method.to(make_accelerator(config).device)
-    for s, info in enumerate(results["stages"][:stage]):
-        # Names are all a replayed begin_task needs; the training data stays on disk.
-        names = info.get("tasks") or [info.get("name", f"stage {s + 1}")]
-        method.begin_task(s, joint_task([Task(n, "mixed", [], []) for n in names]))
-    tensors, extra = load_stage(
-        stage_dir, remedy=f"run the stages again (delete {run_dir}, then mcit run)"
+    # A checkpoint from before stages were recorded in it: the names in results.json.
+    names = [info.get("tasks") or [info.get("name", "")] for info in results["stages"][:stage]]
+    method.restore(
+        stage_dir,
+        stages=names,
+        remedy=f"run the stages again (delete {run_dir}, then mcit run)",
     )
-    method.load_method_state(tensors)
-    method.load_extra_state(extra)
     method.eval()
     return config, method, stage, finished
 

@@ -30,7 +30,7 @@ from mcit.data.benchmarks import load_benchmark_spec, load_tasks, resolve_benchm
 from mcit.data.builtin import register_builtin_benchmarks
 from mcit.data.collate import Collator
 from mcit.data.fingerprint import changed_tasks, task_fingerprints
-from mcit.data.sample import Task
+from mcit.data.sample import Task, joint_task
 from mcit.errors import ConfigError
 from mcit.evaluation.analysis import StageAnalysis, write_stage_analysis
 from mcit.evaluation.evaluator import check_answer_budget, evaluate_task, write_jsonl_atomic
@@ -38,7 +38,7 @@ from mcit.evaluation.matrix_files import matrix_from_results, write_run_metrics
 from mcit.files import exclusive_folder, read_json, write_json_atomic, write_text_atomic
 from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.models.backbone import load_backbone
-from mcit.train.checkpoint import load_stage, save_stage, stage_complete
+from mcit.train.checkpoint import save_stage, stage_complete
 from mcit.train.trainer import RunLogger, Trainer
 
 RESULTS_VERSION = 1
@@ -87,20 +87,6 @@ def hold_out_validation(tasks: list[Task], n: int, seed: int = 0) -> list[Task]:
         test = [s for i, s in enumerate(task.train) if i in held]
         out.append(dataclasses.replace(task, train=train, test=test))
     return out
-
-
-def joint_task(tasks: list[Task]) -> Task:
-    """One stage over several tasks (joint training): the union of their training data."""
-    if len(tasks) == 1:
-        return tasks[0]
-    return Task(
-        name="+".join(t.name for t in tasks) if len(tasks) <= 3 else f"joint-{len(tasks)}-tasks",
-        metric="mixed",
-        train=[s for t in tasks for s in t.train],
-        test=[s for t in tasks for s in t.test],
-        modality="mixed",
-        description="joint",
-    )
 
 
 def manifest(config: RunConfig, accelerator: Accelerator, tasks: list[Task]) -> dict[str, Any]:
@@ -302,18 +288,17 @@ def _run(
     results.setdefault("task_metrics", {t.name: t.metric for t in tasks})
     done = len(results["matrix"])
     if done:
-        # Rebuild what the finished stages created, then restore their saved state.
-        for s in range(done):
-            method.begin_task(s, joint_task(plan[s]))
         last = run_dir / f"stage_{done}"
         if not stage_complete(last):
             raise ConfigError(
                 f"{last}: results.json records {done} finished stage(s) but this checkpoint is "
                 f"missing or incomplete; delete {run_dir} to start the run again"
             )
-        tensors, extra = load_stage(last, remedy=f"delete {run_dir} to start the run again")
-        method.load_method_state(tensors)
-        method.load_extra_state(extra)
+        method.restore(
+            last,
+            stages=[[t.name for t in p] for p in plan[:done]],
+            remedy=f"delete {run_dir} to start the run again",
+        )
         if main and done < len(plan):
             print(f"[mcit] resuming {run_dir} after stage {done} of {len(plan)}", flush=True)
 
@@ -343,7 +328,8 @@ def _run(
         method.end_task(s, task, task.train)
         stage_dir = run_dir / f"stage_{s + 1}"
         if main:
-            save_stage(stage_dir, method.method_state(), method.extra_state())
+            finished = [[t.name for t in p] for p in plan[: s + 1]]
+            save_stage(stage_dir, method.method_state(), method.extra_state(), finished)
 
         seen = {t.name for stage in plan[: s + 1] for t in stage}
         to_eval = [t for t in tasks if t.name in seen or config.eval.all_tasks]

@@ -9,9 +9,8 @@ those of a trained method.
 
 from __future__ import annotations
 
-from mcit.data.sample import Task
+from mcit.data.sample import Task, joint_task, named_stage
 from mcit.methods.base import ContinualMethod
-from mcit.runner import joint_task
 
 
 def placeholder_tasks(n: int) -> list[Task]:
@@ -67,7 +66,5 @@ class TaskReplay:
         if self.open_stage is None:
             return
         s = self.open_stage
-        names = self.plan[s]
-        task = joint_task([Task(n, "mixed", [], []) for n in names])
-        self.method.end_task(s, task, [])
+        self.method.end_task(s, named_stage(self.plan[s]), [])
         self.open_stage = None

@@ -51,3 +51,23 @@ class Task:
     test: list[Sample]
     modality: str = "image"
     description: str = ""
+
+
+def joint_task(tasks: list[Task]) -> Task:
+    """One stage over several tasks (joint training): the union of their training data."""
+    if len(tasks) == 1:
+        return tasks[0]
+    return Task(
+        name="+".join(t.name for t in tasks) if len(tasks) <= 3 else f"joint-{len(tasks)}-tasks",
+        metric="mixed",
+        train=[s for t in tasks for s in t.train],
+        test=[s for t in tasks for s in t.test],
+        modality="mixed",
+        description="joint",
+    )
+
+
+def named_stage(names: list[str]) -> Task:
+    """The task of a stage that trained the tasks `names`, without their data: what restoring
+    a method and timing it need (a method's `begin_task` must not need the data)."""
+    return joint_task([Task(n, "mixed", [], []) for n in names])

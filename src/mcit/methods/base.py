@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from mcit.config import from_dict
+from mcit.config import check_fields, from_dict
 from mcit.data.collate import Batch
-from mcit.data.sample import Sample, Task
-from mcit.errors import ConfigError
+from mcit.data.sample import Sample, Task, named_stage
+from mcit.errors import CheckpointError, ConfigError
 from mcit.evaluation.analysis import StageAnalysis
 from mcit.models.backbone import Backbone
 
@@ -37,7 +38,13 @@ class LossOutput:
 
 @dataclass
 class MethodArgs:
-    """Base of every method's own config (the `method.args` mapping of a run config)."""
+    """Base of every method's own config (the `method.args` mapping of a run config). Declare
+    each key with `mcit.config.setting` (help text and allowed range): every value is checked,
+    also when the args are built in code. A check that combines keys goes in the subclass's
+    `__post_init__`, after `super().__post_init__()`."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "method.args")
 
 
 class ContinualMethod(nn.Module):
@@ -150,7 +157,7 @@ class ContinualMethod(nn.Module):
         return False
 
     def load_method_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore `method_state`. Modules created per task must exist first: the runner replays
+        """Restore `method_state`. Modules created per task must exist first: `restore` replays
         `begin_task` for the finished stages before calling this."""
         tensors = dict([*self.named_parameters(), *self.named_buffers()])
         unknown = sorted(set(state) - set(tensors))
@@ -161,6 +168,28 @@ class ContinualMethod(nn.Module):
         with torch.no_grad():
             for key, value in state.items():
                 tensors[key].copy_(value.to(tensors[key].device, tensors[key].dtype))
+
+    def restore(
+        self, stage_dir: Path, stages: list[list[str]] | None = None, remedy: str | None = None
+    ) -> int:
+        """Bring this freshly built method to its state saved in `stage_dir`: replay
+        `begin_task` for every finished stage (which re-creates what each stage added: prompts,
+        experts, adapters), then load the saved tensors and extra state. The stages come from
+        the checkpoint itself; `stages` (task names per stage) serves a checkpoint that does
+        not record them. The one restore path: a resumed run and `mcit predict` both use it.
+        Returns the number of stages restored."""
+        from mcit.train.checkpoint import load_stage, saved_stages
+
+        recorded = saved_stages(stage_dir)
+        stages = recorded if recorded is not None else stages
+        if stages is None:
+            raise CheckpointError(f"{stage_dir}: the checkpoint does not name its stages")
+        tensors, extra = load_stage(stage_dir, remedy)
+        for s, names in enumerate(stages):
+            self.begin_task(s, named_stage(names))
+        self.load_method_state(tensors)
+        self.load_extra_state(extra)
+        return len(stages)
 
     def extra_state(self) -> dict[str, Any]:
         """JSON-able bookkeeping saved beside the tensors (tasks seen, counters)."""

@@ -15,25 +15,26 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mcit.config import AT_LEAST_1, NON_NEGATIVE, setting
 from mcit.data.collate import Batch, Collator
 from mcit.data.sample import Sample, Task
-from mcit.errors import ConfigError
 from mcit.methods.base import LossOutput, register_method
 from mcit.methods.finetune_lora import FinetuneLora, LoraArgs
 
 
 @dataclass
 class EwcArgs(LoraArgs):
-    ewc_weight: float = 5000.0  # λ; tune on a validation split of the first tasks
-    fisher_batches: int = 64  # batches of the finished task's training samples
-    fisher_batch_size: int = 1  # 1: the per-sample empirical Fisher
-
-    def __post_init__(self) -> None:
-        if self.ewc_weight < 0:
-            raise ConfigError(f"method.args.ewc_weight: {self.ewc_weight} must not be negative")
-        for key in ("fisher_batches", "fisher_batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"method.args.{key}: {getattr(self, key)} must be at least 1")
+    ewc_weight: float = setting(
+        5000.0,
+        help="λ of the penalty; tune on a validation split of the first tasks",
+        bounds=NON_NEGATIVE,
+    )
+    fisher_batches: int = setting(
+        64, help="batches of the finished task's training samples for F", bounds=AT_LEAST_1
+    )
+    fisher_batch_size: int = setting(
+        1, help="samples per Fisher batch (1: the per-sample empirical Fisher)", bounds=AT_LEAST_1
+    )
 
 
 class ParameterShadow(nn.Module):

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mcit.config import setting
 from mcit.methods.base import ContinualMethod, MethodArgs, register_method
 
 
 @dataclass
 class FinetuneArgs(MethodArgs):
-    train_projector: bool = True
-    train_lm: bool = True
-    train_lm_head: bool = True
+    train_projector: bool = setting(True, help="train the vision-to-LM projector")
+    train_lm: bool = setting(True, help="train the language model's layers")
+    train_lm_head: bool = setting(True, help="train the output head")
 
 
 @register_method

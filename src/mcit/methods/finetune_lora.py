@@ -3,10 +3,11 @@ continued task after task. Built on peft; only the LoRA weights train."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from peft import LoraConfig, inject_adapter_in_model
 
+from mcit.config import AT_LEAST_1, POSITIVE, Bounds, setting
 from mcit.methods.base import ContinualMethod, MethodArgs, register_method
 
 # Every linear layer of a Llama-style decoder (CoIN: all LM linear layers).
@@ -15,10 +16,16 @@ LLAMA_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 
 @dataclass
 class LoraArgs(MethodArgs):
-    r: int = 128  # CoIN: r = 128, alpha = 256
-    alpha: int = 256
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: list(LLAMA_LINEARS))
+    r: int = setting(128, help="LoRA rank (CoIN: 128)", bounds=AT_LEAST_1)
+    alpha: int = setting(
+        256, help="LoRA alpha; the update is scaled by alpha / r (CoIN: 256)", bounds=POSITIVE
+    )
+    dropout: float = setting(
+        0.05, help="LoRA dropout", bounds=Bounds(low=0, high=1, high_open=True)
+    )
+    target_modules: list[str] = setting(
+        default_factory=lambda: list(LLAMA_LINEARS), help="the LM linears that get LoRA"
+    )
 
 
 def inject_lora(language_model, args: LoraArgs, adapter_name: str = "default") -> None:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mcit.config import AT_LEAST_1, NON_NEGATIVE, setting
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task
 from mcit.errors import BackboneError, ConfigError
@@ -46,23 +47,23 @@ from mcit.models.prompting import prompted_inputs, random_token_rows, real_token
 
 @dataclass
 class L2PArgs(MethodArgs):
-    pool_size: int = 10  # M prompts in the shared pool [paper]
-    prompt_length: int = 5  # L_p tokens per pool prompt [paper]
-    top_n: int = 3  # N prompts selected per sample (Eq. 3)
-    key_loss_weight: float = 1.0  # λ of Eq. 5
-    diversity: bool = False  # Eq. 4: frequency-penalised selection while training
-    guidance_cache_size: int = 200_000  # frozen CLIP features kept in memory
+    pool_size: int = setting(10, help="M prompts in the shared pool [paper]", bounds=AT_LEAST_1)
+    prompt_length: int = setting(5, help="L_p tokens per pool prompt [paper]", bounds=AT_LEAST_1)
+    top_n: int = setting(3, help="N prompts selected per sample (Eq. 3)", bounds=AT_LEAST_1)
+    key_loss_weight: float = setting(
+        1.0, help="λ of Eq. 5 (the key-pull loss)", bounds=NON_NEGATIVE
+    )
+    diversity: bool = setting(False, help="Eq. 4: frequency-penalised selection while training")
+    guidance_cache_size: int = setting(
+        200_000, help="frozen CLIP features kept in memory", bounds=AT_LEAST_1
+    )
 
     def __post_init__(self) -> None:
-        for key in ("pool_size", "prompt_length", "top_n", "guidance_cache_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"method.args.{key}: {getattr(self, key)!r} must be ≥ 1")
+        super().__post_init__()
         if self.top_n > self.pool_size:
             raise ConfigError(
                 f"method.args.top_n: {self.top_n} must not exceed pool_size ({self.pool_size})"
             )
-        if self.key_loss_weight < 0:
-            raise ConfigError(f"method.args.key_loss_weight: {self.key_loss_weight!r} must be ≥ 0")
 
 
 @register_method

@@ -15,25 +15,19 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from mcit.config import NON_NEGATIVE, POSITIVE, setting
 from mcit.data.collate import IGNORE, Batch
 from mcit.data.sample import Task
-from mcit.errors import ConfigError
 from mcit.methods.base import LossOutput, register_method
 from mcit.methods.finetune_lora import FinetuneLora, LoraArgs
 
 
 @dataclass
 class LwfArgs(LoraArgs):
-    distill_weight: float = 1.0  # λ (LwF: λ_o = 1); tune on a validation split of early tasks
-    temperature: float = 2.0  # τ (LwF: T = 2)
-
-    def __post_init__(self) -> None:
-        if self.distill_weight < 0:
-            raise ConfigError(
-                f"method.args.distill_weight: {self.distill_weight} must not be negative"
-            )
-        if self.temperature <= 0:
-            raise ConfigError(f"method.args.temperature: {self.temperature} must be positive")
+    distill_weight: float = setting(
+        1.0, help="λ (LwF: λ_o = 1); tune on a validation split of early tasks", bounds=NON_NEGATIVE
+    )
+    temperature: float = setting(2.0, help="τ of the distillation (LwF: T = 2)", bounds=POSITIVE)
 
 
 def distillation_loss(

@@ -44,9 +44,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mcit.config import AT_LEAST_1, NON_NEGATIVE, Bounds, setting
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task
-from mcit.errors import BackboneError, ConfigError
+from mcit.errors import BackboneError
 from mcit.evaluation.analysis import StageAnalysis, analysis_matrix
 from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
 from mcit.models.guidance import GuidanceEncoder, GuidanceFeatures
@@ -59,32 +60,35 @@ from mcit.models.prompting import (  # noqa: F401 (insert_after_bos: its histori
 
 @dataclass
 class ModalPromptArgs(MethodArgs):
-    prompt_length: int = 10  # L, prompts per task [paper §3.1, code]
-    top_k: int = 3  # k prompt sets selected per sample at inference [paper Eq. 7-8, code]
-    guidance_lambda: float = 0.5  # λ of Eq. 5-6: 1 = image-only, 0 = text-only [paper Tab. 3]
-    fusion: bool = True  # Eq. 10: train P_t together with the top-(k−1) old prompts
-    selection: bool = True  # Eq. 7-8; false = concatenate all learned prompts (Progressive Prompts)
-    text_projection: bool = False  # f_txt through CLIP's text projection [paper] or not [code]
-    prototype_loss_weight_image: float = 1.0  # Eq. 11-12
-    prototype_loss_weight_text: float = 1.0  # Eq. 11, 13
-    guidance_cache_size: int = 200_000  # frozen features kept in memory (images + texts)
-
-    def __post_init__(self) -> None:
-        checks = {
-            "prompt_length": self.prompt_length >= 1,
-            "top_k": self.top_k >= 1,
-            "guidance_lambda": 0.0 <= self.guidance_lambda <= 1.0,
-            "prototype_loss_weight_image": self.prototype_loss_weight_image >= 0.0,
-            "prototype_loss_weight_text": self.prototype_loss_weight_text >= 0.0,
-            "guidance_cache_size": self.guidance_cache_size >= 1,
-        }
-        wanted = {"guidance_lambda": "in [0, 1]"}
-        for key, ok in checks.items():
-            if not ok:
-                raise ConfigError(
-                    f"method.args.{key}: {getattr(self, key)!r} must be "
-                    f"{wanted.get(key, '≥ 0' if 'weight' in key else '≥ 1')}"
-                )
+    prompt_length: int = setting(
+        10, help="L, prototype prompts per task [paper §3.1, code]", bounds=AT_LEAST_1
+    )
+    top_k: int = setting(
+        3,
+        help="k prompt sets selected per sample at inference [paper Eq. 7-8, code]",
+        bounds=AT_LEAST_1,
+    )
+    guidance_lambda: float = setting(
+        0.5,
+        help="λ of Eq. 5-6: 1 = image-only, 0 = text-only guidance [paper Tab. 3]",
+        bounds=Bounds(low=0, high=1),
+    )
+    fusion: bool = setting(True, help="Eq. 10: train P_t together with the top-(k−1) old prompts")
+    selection: bool = setting(
+        True, help="Eq. 7-8; false = concatenate all learned prompts (Progressive Prompts)"
+    )
+    text_projection: bool = setting(
+        False, help="f_txt through CLIP's text projection [paper] or not [code]"
+    )
+    prototype_loss_weight_image: float = setting(
+        1.0, help="weight of the image prototype loss (Eq. 11-12)", bounds=NON_NEGATIVE
+    )
+    prototype_loss_weight_text: float = setting(
+        1.0, help="weight of the text prototype loss (Eq. 11, 13)", bounds=NON_NEGATIVE
+    )
+    guidance_cache_size: int = setting(
+        200_000, help="frozen CLIP features kept in memory (images + texts)", bounds=AT_LEAST_1
+    )
 
 
 @dataclass

@@ -14,11 +14,12 @@ wrapped model starts equal to the base model.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from mcit.config import AT_LEAST_1, POSITIVE, Bounds, setting
 from mcit.errors import ConfigError
 from mcit.methods.base import ContinualMethod, MethodArgs, register_method
 from mcit.methods.finetune_lora import LLAMA_LINEARS
@@ -26,22 +27,25 @@ from mcit.methods.finetune_lora import LLAMA_LINEARS
 
 @dataclass
 class MoELoraArgs(MethodArgs):
-    r: int = 128  # total rank over all experts (METHODS: "r 128, 8 experts"), alpha as CoIN
-    alpha: int = 256
-    experts: int = 8  # E; each expert has rank r / E
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: list(LLAMA_LINEARS))
+    r: int = setting(
+        128, help="total rank over all experts (CoIN: 128, 8 experts)", bounds=AT_LEAST_1
+    )
+    alpha: int = setting(256, help="LoRA alpha, as CoIN's", bounds=POSITIVE)
+    experts: int = setting(8, help="E; each expert has rank r / E", bounds=AT_LEAST_1)
+    dropout: float = setting(
+        0.05, help="LoRA dropout", bounds=Bounds(low=0, high=1, high_open=True)
+    )
+    target_modules: list[str] = setting(
+        default_factory=lambda: list(LLAMA_LINEARS), help="the LM linears that get experts"
+    )
 
     def __post_init__(self) -> None:
-        if self.experts < 1:
-            raise ConfigError(f"method.args.experts: {self.experts} must be at least 1")
-        if self.r < 1 or self.r % self.experts:
+        super().__post_init__()
+        if self.r % self.experts:
             raise ConfigError(
-                f"method.args.r: {self.r} is not a positive multiple of method.args.experts "
+                f"method.args.r: {self.r} is not a multiple of method.args.experts "
                 f"({self.experts}); each expert has rank r/E"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"method.args.dropout: {self.dropout} is not in [0, 1)")
 
 
 class MoELoraLinear(nn.Module):

@@ -16,9 +16,9 @@ import torch
 from peft.tuners.lora import LoraLayer
 from peft.tuners.tuners_utils import set_adapter
 
+from mcit.config import NON_NEGATIVE, setting
 from mcit.data.collate import Batch
 from mcit.data.sample import Task
-from mcit.errors import ConfigError
 from mcit.methods.base import ContinualMethod, LossOutput, register_method
 from mcit.methods.finetune_lora import LoraArgs, inject_lora
 
@@ -26,13 +26,9 @@ from mcit.methods.finetune_lora import LoraArgs, inject_lora
 @dataclass
 class OLoraArgs(LoraArgs):
     # r, alpha, dropout, target_modules: of each task's block (CoIN's LoRA budget by default).
-    orthogonal_weight: float = 0.05  # λ1 of O-LoRA's loss (METHODS: 0.05)
-
-    def __post_init__(self) -> None:
-        if self.orthogonal_weight < 0:
-            raise ConfigError(
-                f"method.args.orthogonal_weight: {self.orthogonal_weight} must not be negative"
-            )
+    orthogonal_weight: float = setting(
+        0.05, help="λ1 of O-LoRA's orthogonality loss (the paper's 0.05)", bounds=NON_NEGATIVE
+    )
 
 
 def block_name(task_id: int) -> str:

@@ -21,20 +21,16 @@ from dataclasses import dataclass
 
 import torch
 
+from mcit.config import AT_LEAST_1, setting
 from mcit.data.collate import Batch
 from mcit.data.sample import Task
-from mcit.errors import ConfigError
 from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
 from mcit.models.prompting import PerTaskPrompts, prompted_inputs
 
 
 @dataclass
 class ProgressivePromptsArgs(MethodArgs):
-    prompt_length: int = 10  # L, new prompt tokens per task
-
-    def __post_init__(self) -> None:
-        if self.prompt_length < 1:
-            raise ConfigError(f"method.args.prompt_length: {self.prompt_length!r} must be ≥ 1")
+    prompt_length: int = setting(10, help="L, new prompt tokens per task", bounds=AT_LEAST_1)
 
 
 @register_method

@@ -19,22 +19,22 @@ from typing import Any
 
 import torch
 
+from mcit.config import NON_NEGATIVE, Bounds, setting
 from mcit.data.sample import Sample, Task
-from mcit.errors import ConfigError
 from mcit.methods.base import register_method
 from mcit.methods.finetune_lora import FinetuneLora, LoraArgs
 
 
 @dataclass
 class ReplayArgs(LoraArgs):
-    buffer_size: int = 400  # samples kept over all tasks together
-    replay_ratio: float = 0.25  # share of each training batch drawn from the buffer
-
-    def __post_init__(self) -> None:
-        if self.buffer_size < 0:
-            raise ConfigError(f"method.args.buffer_size: {self.buffer_size} must not be negative")
-        if not 0.0 <= self.replay_ratio < 1.0:
-            raise ConfigError(f"method.args.replay_ratio: {self.replay_ratio} is not in [0, 1)")
+    buffer_size: int = setting(
+        400, help="samples kept over all tasks together", bounds=NON_NEGATIVE
+    )
+    replay_ratio: float = setting(
+        0.25,
+        help="share of each training batch drawn from the buffer",
+        bounds=Bounds(low=0, high=1, high_open=True),
+    )
 
 
 def balanced_quotas(total: int, n_tasks: int) -> list[int]:

@@ -1,7 +1,9 @@
 """Per-stage checkpoints, written atomically (mcit.files) so an interrupted run never leaves a
 half-written stage that a resume would trust, and verified on every load: `method.json` holds
 the size and sha256 of `method.safetensors` beside the method's own state, so a truncated or
-altered tensor file is refused with the file's name instead of being loaded."""
+altered tensor file is refused with the file's name instead of being loaded. It also names the
+tasks of every stage finished so far: a stage folder describes itself, and restoring a method
+from it (`ContinualMethod.restore`) needs nothing else."""
 
 from __future__ import annotations
 
@@ -29,9 +31,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_stage(stage_dir: Path, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+def save_stage(
+    stage_dir: Path,
+    tensors: dict[str, torch.Tensor],
+    extra: dict[str, Any],
+    stages: list[list[str]] | None = None,
+) -> None:
     """Save what the method owns after a stage: `method.safetensors`, then `method.json` (its
-    checksum and the method's extra state)."""
+    checksum, the task names of each stage finished so far, and the method's extra state)."""
     stage_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(stage_dir / TENSORS) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
@@ -42,6 +49,7 @@ def save_stage(stage_dir: Path, tensors: dict[str, torch.Tensor], extra: dict[st
         {
             "format": FORMAT,
             "tensors": {"file": TENSORS, "bytes": path.stat().st_size, "sha256": file_sha256(path)},
+            "stages": stages,
             "extra": extra,
         },
     )
@@ -78,6 +86,21 @@ def load_stage(
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{tensors_path}: unreadable ({err}); {remedy}") from None
     return tensors, extra
+
+
+def saved_stages(stage_dir: Path) -> list[list[str]] | None:
+    """The task names of every stage the checkpoint in `stage_dir` had finished, or None for a
+    checkpoint that does not record them (format 1, or saved without)."""
+    saved = read_json(stage_dir / MANIFEST, CheckpointError)
+    stages = (
+        saved.get("stages") if isinstance(saved, dict) and saved.get("format") == FORMAT else None
+    )
+    if stages is not None and not (
+        isinstance(stages, list)
+        and all(isinstance(st, list) and all(isinstance(n, str) for n in st) for st in stages)
+    ):
+        raise CheckpointError(f"{stage_dir / MANIFEST}, field 'stages': expected lists of names")
+    return stages
 
 
 def stage_complete(stage_dir: Path) -> bool:
