@@ -133,7 +133,11 @@ def test_help_config_lists_every_key_with_its_range(capsys):
     for key, _ in NUMERIC_KEYS:
         assert f"\n{key} = " in f"\n{out}", key
     assert "train.batch_size = 16\n    training samples per step and process [>= 1]" in out
-    assert len(config_help()) == out.count("\n    ")
+    assert "method.args.r = 128\n    LoRA rank (CoIN: 128) [>= 1]" in out  # the default method's
+    assert main(["run", "--help-config", "method.name=modalprompt"]) == 0
+    out = capsys.readouterr().out
+    assert "method.args.top_k = 3\n" in out and "method.args.r =" not in out
+    assert len(config_help()) + 9 == out.count("\n    ")  # ModalPrompt has 9 keys
 
 
 def test_overrides_may_follow_options(micro_backbone_dirs, micro_benchmark, tmp_path):

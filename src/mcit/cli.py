@@ -24,10 +24,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from mcit.config import load_config
     from mcit.runner import format_matrix, run
 
-    if args.help_config:
+    if args.help_config:  # every key, and the chosen method's own (method.name=... picks it)
         from mcit.config import config_help
+        from mcit.methods.base import method_class
 
-        for key, default, text in config_help():
+        config = load_config(args.config, args.overrides)
+        cls, _ = method_class(config.method.name, {})
+        rows = config_help() + config_help(cls.args_class, "method.args.")
+        for key, default, text in rows:
             print(f"{key} = {default}\n    {text}")
         return 0
     config = load_config(args.config, args.overrides)
@@ -275,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help=f"run config YAML (e.g. {DEFAULT_CONFIG})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
-        "--help-config", action="store_true", help="list every config key: default, meaning, range"
+        "--help-config",
+        action="store_true",
+        help="list every config key (and the method's own): default, meaning, range",
     )
     p.add_argument(
         "overrides", nargs="*", help="key=value overrides, e.g. train.lr=1e-4 method.name=finetune"
