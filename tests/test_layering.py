@@ -39,3 +39,44 @@ def test_config_errors_and_files_are_leaves() -> None:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
         assert set(eval(out.stdout)) == {leaf} | allowed, f"{leaf} pulls in {out.stdout.strip()}"
+
+
+def test_evaluation_imports_no_method() -> None:
+    # Evaluation needs only the `Answerer` protocol: the methods sit above it.
+    modules = sorted(
+        f"mcit.evaluation.{p.stem}"
+        for p in (Path(__file__).parents[1] / "src" / "mcit" / "evaluation").glob("*.py")
+        if p.stem != "__init__"
+    )
+    code = (
+        f"import sys, {', '.join(modules)}; "
+        "print(sorted(m for m in sys.modules if m.startswith('mcit.methods')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"evaluation/ pulls in {out.stdout.strip()}"
+
+
+def test_every_module_imports_alone() -> None:
+    # An import circle shows when the module on it is imported first: import each module in a
+    # state with no mcit module loaded (third-party libraries stay, for speed).
+    root = Path(__file__).parents[1] / "src"
+    modules = sorted(
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for p in (root / "mcit").rglob("*.py")
+        if p.stem != "__main__"
+    )
+    code = f"""
+import importlib, sys, traceback
+failed = []
+for name in {modules!r}:
+    for loaded in [m for m in sys.modules if m == "mcit" or m.startswith("mcit.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception:
+        failed.append(name + ": " + traceback.format_exc().splitlines()[-1])
+print(failed)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert len(modules) > 60
+    assert out.stdout.strip() == "[]", out.stdout

@@ -11,6 +11,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from accelerate import Accelerator
 from accelerate.utils import gather_object
@@ -21,7 +22,17 @@ from mcit.data.collate import Collator
 from mcit.data.sample import Sample, Task
 from mcit.evaluation.scorers import score_predictions
 from mcit.files import write_text_atomic
-from mcit.methods.base import ContinualMethod
+
+
+class Answerer(Protocol):
+    """What evaluation needs of a method (any `ContinualMethod` is one): its backbone, eval mode
+    and batched generation. Evaluation depends on this, not on `mcit.methods`."""
+
+    backbone: Any
+
+    def eval(self) -> Any: ...
+
+    def generate(self, batch: Any, max_new_tokens: int) -> list[str]: ...
 
 
 @dataclass
@@ -34,7 +45,7 @@ class TaskEvaluation:
 
 
 def predict(
-    method: ContinualMethod,
+    method: Answerer,
     samples: list[Sample],
     collate: Collator,
     config: EvalConfig,
@@ -80,7 +91,7 @@ def check_answer_budget(task: Task, tokenizer, max_new_tokens: int) -> int:
 
 
 def evaluate_task(
-    method: ContinualMethod,
+    method: Answerer,
     task: Task,
     collate: Collator,
     config: EvalConfig,
