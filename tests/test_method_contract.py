@@ -141,8 +141,10 @@ def test_every_argument_is_declared_and_a_bad_value_names_its_key(name):
     hints = typing.get_type_hints(cls.args_class)
     for f in dataclasses.fields(cls.args_class):
         assert f.metadata.get("help"), f"{name}: method.args.{f.name} has no help text"
-        kind = hints[f.name]
-        if kind in (int, float):
+        options = typing.get_args(hints[f.name]) or (hints[f.name],)
+        numeric = [t for t in options if t in (int, float)]
+        kind = numeric[0] if numeric else hints[f.name]
+        if numeric:
             assert f.metadata.get("bounds") is not None, f"{name}: {f.name} has no range"
             bad = [-1, math.nan, math.inf] if kind is float else [-1]
             for value in bad:

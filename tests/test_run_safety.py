@@ -7,6 +7,7 @@ import dataclasses
 import json
 import shutil
 import tempfile
+import time
 import typing
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from hypothesis import strategies as st
 from mcit.cli import main
 from mcit.config import RunConfig, config_help, load_config, scheduler_names
 from mcit.errors import CheckpointError, ConfigError, DataError
-from mcit.files import exclusive_folder
 from mcit.runner import run
 from mcit.train.checkpoint import load_stage, save_stage
 
@@ -232,12 +232,55 @@ def test_the_folder_is_the_runs_identity(micro_backbone_dirs, micro_benchmark, t
 def test_a_second_writer_is_refused_at_once_with_the_first_ones_pid(
     micro_backbone_dirs, micro_benchmark, tmp_path
 ):
-    import os
+    import subprocess
+    import sys
 
     run_dir = tmp_path / "coin-micro-finetune-lora"
-    with exclusive_folder(run_dir), pytest.raises(ConfigError, match=rf"\(pid {os.getpid()}\)"):
-        _run(micro_benchmark, tmp_path)
-    assert not (run_dir / "config.yaml").exists()  # refused before any work
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from mcit.files import exclusive_folder\n"
+            f"with exclusive_folder(Path({str(run_dir)!r})):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match=rf"another process \(pid {holder.pid}\) is writing"):
+            _run(micro_benchmark, tmp_path)
+        assert time.monotonic() - started < 5  # at once, not after loading anything
+    finally:
+        holder.kill()
+        holder.wait()
+    _run(micro_benchmark, tmp_path, **{"data.order": "[gqa]"})  # the lock died with its holder
+
+
+def test_old_runs_resume_format_1_checkpoints_and_no_fingerprints(
+    micro_backbone_dirs, micro_benchmark, tmp_path
+):
+    whole, _ = _run(micro_benchmark, tmp_path / "whole")
+    _, run_dir = _run(micro_benchmark, tmp_path / "old", stop=1)
+    # Make the run look like one from before this version: a format-1 method.json (the extra
+    # state alone) and a manifest without data fingerprints.
+    manifest = run_dir / "stage_1" / "method.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text())["extra"]))
+    results = json.loads((run_dir / "results.json").read_text())
+    del results["manifest"]["data_fingerprints"]
+    (run_dir / "results.json").write_text(json.dumps(results))
+    resumed, _ = _run(micro_benchmark, tmp_path / "old")
+    assert resumed["matrix"] == whole["matrix"]
+
+
+def test_a_checkpoint_of_an_unknown_format_is_refused(tmp_path):
+    stage = _saved_stage(tmp_path)
+    manifest = stage / "method.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format": 7}))
+    with pytest.raises(CheckpointError, match=r"method.json, field 'format': 7; this mcit reads 2"):
+        load_stage(stage)
 
 
 def test_resume_refuses_a_benchmark_that_changed(micro_backbone_dirs, micro_benchmark, tmp_path):

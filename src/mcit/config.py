@@ -38,8 +38,10 @@ class Bounds:
 
     def problem(self, value: float) -> str | None:
         """Why `value` is out of range, or None."""
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             return "must be a finite number"
+        if isinstance(value, int) and abs(value) >= 2**63:  # past what torch and numpy take
+            return "is too large"
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return f"must be {'greater than' if self.low_open else 'at least'} {_number(self.low)}"
         if self.high is not None and (value >= self.high if self.high_open else value > self.high):
@@ -86,10 +88,12 @@ def setting(
 
 def value_problem(f: dataclasses.Field, value: Any) -> str | None:
     """Why `value` is not allowed for field `f`, or None (see `setting`)."""
-    if value is None or isinstance(value, bool):
-        return None
     meta = f.metadata
     bounds, choices, check = meta.get("bounds"), meta.get("choices"), meta.get("check")
+    if value is None:
+        return None
+    if isinstance(value, bool):  # a bool is an int to Python, never a number to a config
+        return "is not a number" if bounds is not None else None
     if bounds is not None and isinstance(value, int | float):
         problem = bounds.problem(value)
         if problem:

@@ -72,7 +72,10 @@ def load_trained(
     method = build_method(config.method.name, backbone, config.method.args)
     method.to(make_accelerator(config).device)
     # A checkpoint from before stages were recorded in it: the names in results.json.
-    names = [info.get("tasks") or [info.get("name", "")] for info in results["stages"][:stage]]
+    names = [
+        info.get("tasks") or [info.get("name", f"stage {s + 1}")]
+        for s, info in enumerate(results["stages"][:stage])
+    ]
     method.restore(
         stage_dir,
         stages=names,

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 
 from mcit.config import RunConfig, dump_config, from_dict, to_dict
 from mcit.data.benchmarks import load_benchmark_spec, load_tasks, resolve_benchmark
@@ -148,11 +148,11 @@ def format_matrix(tasks: list[str], stages: list[dict], matrix: list[list[float 
 IDENTITY_KEYS = ("name", "output_dir")
 
 
-def _check_resumable(run_dir: Path, config: RunConfig) -> None:
+def _check_resumable(run_dir: Path, config: RunConfig, results: dict | None) -> None:
     """Refuse to resume a run that has finished stages under another config. A folder whose run
     failed before its first stage holds nothing to keep, and takes the new config."""
     saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file() or not _finished_stages(run_dir):
+    if not saved_path.is_file() or not (results and results["matrix"]):
         return
     # Through the dataclasses, so keys added since the run was made take their defaults.
     try:
@@ -176,20 +176,19 @@ def _check_resumable(run_dir: Path, config: RunConfig) -> None:
         )
 
 
-def _finished_stages(run_dir: Path) -> int:
-    path = run_dir / "results.json"
-    return len(_read_json(path).get("matrix", [])) if path.is_file() else 0
+def _stage_names(plan: list[list[Task]]) -> list[list[str]]:
+    return [[t.name for t in stage] for stage in plan]
 
 
 def _check_same_data(run_dir: Path, results: dict, tasks: list[Task]) -> None:
     """Refuse to resume on data that changed since the finished stages used it."""
-    saved = results["manifest"].get("data_fingerprints")
+    saved = (results.get("manifest") or {}).get("data_fingerprints")
     if saved is None:  # a run from before fingerprints were recorded
         return
     changed = changed_tasks(saved, task_fingerprints(tasks))
     if changed:
         raise ConfigError(
-            f"{run_dir}: the benchmark changed since the finished stages used it "
+            f"{run_dir}: the benchmark changed since this run started "
             f"({', '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}); restore the "
             f"data as it was, or delete {run_dir} to start the run again"
         )
@@ -233,13 +232,19 @@ def run(
     method_class(config.method.name, config.method.args)  # fail on a bad method before any work
     accelerator = make_accelerator(config)
     run_dir = Path(config.output_dir) / config.run_name
-    # One writer per run folder: a second `mcit run` on it is refused at once.
-    lock = (
-        exclusive_folder(run_dir, ConfigError)
-        if accelerator.is_main_process
-        else contextlib.nullcontext()
-    )
-    with lock:
+    with contextlib.ExitStack() as stack:
+        # One writer per run folder: a second `mcit run` on it is refused at once. The main
+        # process holds the lock; every rank learns whether it got it, so none is left waiting.
+        refused = [None]
+        if accelerator.is_main_process:
+            try:
+                stack.enter_context(exclusive_folder(run_dir, ConfigError))
+            except ConfigError as err:
+                refused = [str(err)]
+        if accelerator.num_processes > 1:
+            broadcast_object_list(refused)
+        if refused[0] is not None:
+            raise ConfigError(refused[0])
         return _run(config, accelerator, run_dir, progress, stop_after_stage, started)
 
 
@@ -252,10 +257,18 @@ def _run(
     started: float,
 ) -> dict[str, Any]:
     main = accelerator.is_main_process
-    _check_resumable(run_dir, config)
+    results_path = run_dir / "results.json"
+    results = _read_results(results_path) if results_path.is_file() else None
+    _check_resumable(run_dir, config, results)
     set_seed(config.seed)
 
     tasks = load_stream(config)
+    if results is not None:  # checked before the model is loaded
+        # Each task's metric sets its score range (CIDEr ×100 passes 100); older runs lack it.
+        results.setdefault("task_metrics", {t.name: t.metric for t in tasks})
+        matrix_from_results(results, str(results_path))  # a damaged file: one line, named
+        _check_same_data(run_dir, results, tasks)
+        results["run"] = config.run_name  # the folder may have been renamed
     backbone = load_backbone(config.model.backbone)
     method = build_method(config.method.name, backbone, config.method.args)
     method.to(accelerator.device)
@@ -265,13 +278,7 @@ def _run(
     plan = method.stage_plan(tasks)
     names = [t.name for t in tasks]
 
-    results_path = run_dir / "results.json"
-    if results_path.is_file():
-        results = _read_json(results_path)
-        matrix_from_results(results, str(results_path))  # a damaged file: one line, named
-        _check_same_data(run_dir, results, tasks)
-        results["run"] = config.run_name  # the folder may have been renamed
-    else:
+    if results is None:
         results = {
             "version": RESULTS_VERSION,
             "run": config.run_name,
@@ -284,8 +291,7 @@ def _run(
             "matrix": [],
             "manifest": manifest(config, accelerator, tasks),
         }
-    # Each task's metric sets its score range (CIDEr ×100 passes 100); older runs lack it.
-    results.setdefault("task_metrics", {t.name: t.metric for t in tasks})
+        results["task_metrics"] = {t.name: t.metric for t in tasks}
     done = len(results["matrix"])
     if done:
         last = run_dir / f"stage_{done}"
@@ -296,7 +302,7 @@ def _run(
             )
         method.restore(
             last,
-            stages=[[t.name for t in p] for p in plan[:done]],
+            stages=_stage_names(plan[:done]),
             remedy=f"delete {run_dir} to start the run again",
         )
         if main and done < len(plan):
@@ -328,8 +334,9 @@ def _run(
         method.end_task(s, task, task.train)
         stage_dir = run_dir / f"stage_{s + 1}"
         if main:
-            finished = [[t.name for t in p] for p in plan[: s + 1]]
-            save_stage(stage_dir, method.method_state(), method.extra_state(), finished)
+            save_stage(
+                stage_dir, method.method_state(), method.extra_state(), _stage_names(plan[: s + 1])
+            )
 
         seen = {t.name for stage in plan[: s + 1] for t in stage}
         to_eval = [t for t in tasks if t.name in seen or config.eval.all_tasks]
@@ -381,8 +388,14 @@ def _run(
     return results
 
 
-def _read_json(path: Path) -> dict:
+def _read_results(path: Path) -> dict:
+    """A run's results.json, refused in one line when it is not one (delete it to restart)."""
     try:
-        return read_json(path, ConfigError)
+        results = read_json(path, ConfigError)
     except ConfigError as err:
         raise ConfigError(f"{err}; delete it to start the run again") from None
+    if not isinstance(results, dict) or not isinstance(results.get("matrix"), list):
+        raise ConfigError(
+            f"{path}: not an mcit results file (no 'matrix' list); delete it to start again"
+        )
+    return results

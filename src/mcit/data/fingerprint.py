@@ -1,9 +1,10 @@
 """A fingerprint of the data a stage used, so that a resumed run can tell that its benchmark
 changed under it (an edited answer, a removed record, a replaced picture).
 
-It hashes every record as loaded (id, conversation, references, metric, media paths) and, for
-each media file, its size: cheap enough for every run start on a real benchmark. A picture
-replaced by another of exactly the same size is the one edit it does not see.
+It hashes every record as loaded (id, conversation, references, metric, each media file's
+folder and name) and each media file's size: cheap enough for every run start on a real
+benchmark, and blind to where the benchmark folder lives. A picture replaced by another of
+exactly the same size is the one edit it does not see.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 
 from mcit.data.sample import Sample, Task
 
@@ -19,7 +21,12 @@ def samples_fingerprint(samples: list[Sample]) -> str:
     digest = hashlib.sha256()
     for s in samples:
         media = {
-            kind: [path, os.path.getsize(path) if os.path.isfile(path) else None]
+            # The file's folder and name, not its absolute path: a benchmark folder that moves
+            # (another cache, another machine) is the same data.
+            kind: [
+                "/".join(Path(path).parts[-2:]),
+                os.path.getsize(path) if os.path.isfile(path) else None,
+            ]
             for kind, path in sorted(s.media.items())
         }
         row = [s.id, s.task, s.turns, s.references, s.metric, media]

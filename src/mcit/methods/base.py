@@ -39,8 +39,8 @@ class LossOutput:
 @dataclass
 class MethodArgs:
     """Base of every method's own config (the `method.args` mapping of a run config). Declare
-    each key with `mcit.config.setting` (help text and allowed range): every value is checked,
-    also when the args are built in code. A check that combines keys goes in the subclass's
+    each key with `mcit.config.setting` (help text and allowed range): every value's range is
+    checked, also when the args are built in code (its type only when read from a config). A check that combines keys goes in the subclass's
     `__post_init__`, after `super().__post_init__()`."""
 
     def __post_init__(self) -> None:
@@ -181,13 +181,20 @@ class ContinualMethod(nn.Module):
         from mcit.train.checkpoint import load_stage, saved_stages
 
         recorded = saved_stages(stage_dir)
+        if recorded is not None and stages is not None and recorded != stages:
+            raise CheckpointError(
+                f"{stage_dir}: the checkpoint's stages {recorded} are not the run's {stages}"
+            )
         stages = recorded if recorded is not None else stages
         if stages is None:
             raise CheckpointError(f"{stage_dir}: the checkpoint does not name its stages")
         tensors, extra = load_stage(stage_dir, remedy)
         for s, names in enumerate(stages):
             self.begin_task(s, named_stage(names))
-        self.load_method_state(tensors)
+        try:
+            self.load_method_state(tensors)
+        except (ValueError, RuntimeError) as err:  # unknown tensors, wrong shapes
+            raise CheckpointError(f"{stage_dir}: does not fit this method ({err})") from None
         self.load_extra_state(extra)
         return len(stages)
 

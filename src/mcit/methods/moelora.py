@@ -50,7 +50,7 @@ class MoELoraArgs(MethodArgs):
 
 class MoELoraLinear(nn.Module):
     """A frozen linear plus E gated LoRA experts:
-    `y = Wx + Σ_e softmax(Rx)_e · B_e A_e x · α/r` (METHODS, Baselines: MoELoRA)."""
+    `y = Wx + Σ_e softmax(Rx)_e · B_e A_e x · α/r` [CoIN's MoELoRA]."""
 
     def __init__(self, base_layer: nn.Linear, r: int, alpha: int, experts: int, dropout: float):
         super().__init__()

@@ -68,7 +68,7 @@ class OLora(ContinualMethod):
 
     def orthogonality(self) -> torch.Tensor:
         """Σ_layers Σ_{s<t} ‖A_t A_sᵀ‖₁: O-LoRA's orthogonality loss, with the entrywise L1 norm
-        of its code (METHODS, Baselines). peft stores A as (r, d_in), so A_t A_sᵀ is r × r."""
+        of its code. peft stores A as (r, d_in), so A_t A_sᵀ is r × r."""
         current = self.blocks[-1]
         total = torch.zeros((), device=self.backbone.device)
         for layer in self._lora_layers:

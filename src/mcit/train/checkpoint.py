@@ -63,11 +63,11 @@ def load_stage(
     by default, delete the stage folder."""
     remedy = remedy or f"delete {stage_dir} and run again"
     tensors_path = stage_dir / TENSORS
-    saved = read_json(stage_dir / MANIFEST, CheckpointError)
+    saved = _manifest(stage_dir)
     if not tensors_path.is_file():
         raise CheckpointError(f"{tensors_path}: missing; {remedy}")
-    if isinstance(saved, dict) and saved.get("format") == FORMAT:
-        record, extra = saved.get("tensors") or {}, saved.get("extra", {})
+    if "format" in saved:
+        record, extra = saved["tensors"], saved.get("extra", {})
         size = tensors_path.stat().st_size
         if size != record.get("bytes"):
             raise CheckpointError(
@@ -88,13 +88,28 @@ def load_stage(
     return tensors, extra
 
 
+def _manifest(stage_dir: Path) -> dict[str, Any]:
+    """`method.json`, checked: a format-2 manifest (or a format-1 one, which has no `format`)."""
+    path = stage_dir / MANIFEST
+    saved = read_json(path, CheckpointError)
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    if "format" in saved:
+        if saved["format"] != FORMAT:
+            raise CheckpointError(
+                f"{path}, field 'format': {saved['format']!r}; this mcit reads {FORMAT} (and "
+                "format-1 files, which have no 'format')"
+            )
+        if not isinstance(saved.get("tensors"), dict):
+            raise CheckpointError(f"{path}, field 'tensors': expected an object")
+    return saved
+
+
 def saved_stages(stage_dir: Path) -> list[list[str]] | None:
     """The task names of every stage the checkpoint in `stage_dir` had finished, or None for a
     checkpoint that does not record them (format 1, or saved without)."""
-    saved = read_json(stage_dir / MANIFEST, CheckpointError)
-    stages = (
-        saved.get("stages") if isinstance(saved, dict) and saved.get("format") == FORMAT else None
-    )
+    saved = _manifest(stage_dir)
+    stages = saved.get("stages") if "format" in saved else None
     if stages is not None and not (
         isinstance(stages, list)
         and all(isinstance(st, list) and all(isinstance(n, str) for n in st) for st in stages)
