@@ -263,9 +263,10 @@ def _run(
     set_seed(config.seed)
 
     tasks = load_stream(config)
+    # Each task's metric sets its score range (CIDEr ×100 passes 100); older runs lack it.
+    task_metrics = {t.name: t.metric for t in tasks}
     if results is not None:  # checked before the model is loaded
-        # Each task's metric sets its score range (CIDEr ×100 passes 100); older runs lack it.
-        results.setdefault("task_metrics", {t.name: t.metric for t in tasks})
+        results.setdefault("task_metrics", task_metrics)
         matrix_from_results(results, str(results_path))  # a damaged file: one line, named
         _check_same_data(run_dir, results, tasks)
         results["run"] = config.run_name  # the folder may have been renamed
@@ -291,7 +292,7 @@ def _run(
             "matrix": [],
             "manifest": manifest(config, accelerator, tasks),
         }
-        results["task_metrics"] = {t.name: t.metric for t in tasks}
+        results["task_metrics"] = task_metrics
     done = len(results["matrix"])
     if done:
         last = run_dir / f"stage_{done}"

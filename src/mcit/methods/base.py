@@ -178,9 +178,10 @@ class ContinualMethod(nn.Module):
         the checkpoint itself; `stages` (task names per stage) serves a checkpoint that does
         not record them. The one restore path: a resumed run and `mcit predict` both use it.
         Returns the number of stages restored."""
-        from mcit.train.checkpoint import load_stage, saved_stages
+        from mcit.train.checkpoint import read_stage
 
-        recorded = saved_stages(stage_dir)
+        saved = read_stage(stage_dir, remedy)
+        recorded = saved.stages
         if recorded is not None and stages is not None and recorded != stages:
             raise CheckpointError(
                 f"{stage_dir}: the checkpoint's stages {recorded} are not the run's {stages}"
@@ -188,14 +189,13 @@ class ContinualMethod(nn.Module):
         stages = recorded if recorded is not None else stages
         if stages is None:
             raise CheckpointError(f"{stage_dir}: the checkpoint does not name its stages")
-        tensors, extra = load_stage(stage_dir, remedy)
         for s, names in enumerate(stages):
             self.begin_task(s, named_stage(names))
         try:
-            self.load_method_state(tensors)
+            self.load_method_state(saved.tensors)
         except (ValueError, RuntimeError) as err:  # unknown tensors, wrong shapes
             raise CheckpointError(f"{stage_dir}: does not fit this method ({err})") from None
-        self.load_extra_state(extra)
+        self.load_extra_state(saved.extra)
         return len(stages)
 
     def extra_state(self) -> dict[str, Any]:

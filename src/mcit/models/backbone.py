@@ -303,9 +303,9 @@ def tiny_config(config: BackboneConfig):
     base = dataclasses.asdict(RECIPES[config.recipe])
     try:
         return from_dict(TinyConfig, {**base, **config.tiny}, where="model.backbone.tiny")
-    except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
+    except ConfigError:
+        raise
+    except ValueError as err:  # TinyConfig's own checks
         raise ConfigError(f"model.backbone.tiny: {err}") from err
 
 

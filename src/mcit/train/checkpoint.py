@@ -8,6 +8,7 @@ from it (`ContinualMethod.restore`) needs nothing else."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,9 @@ def save_stage(
     """Save what the method owns after a stage: `method.safetensors`, then `method.json` (its
     checksum, the task names of each stage finished so far, and the method's extra state)."""
     stage_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(stage_dir / TENSORS) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
     path = stage_dir / TENSORS
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
     # Written last: its presence marks the stage's checkpoint complete.
     write_json_atomic(
         stage_dir / MANIFEST,
@@ -55,19 +56,37 @@ def save_stage(
     )
 
 
+@dataclass
+class SavedStage:
+    """What a stage folder holds: the method's tensors and extra state, and the task names of
+    every stage finished so far (None in a checkpoint that does not record them)."""
+
+    tensors: dict[str, torch.Tensor]
+    extra: dict[str, Any]
+    stages: list[list[str]] | None
+
+
 def load_stage(
     stage_dir: Path, remedy: str | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors and extra state saved in `stage_dir`, after checking the tensor file against
-    its recorded size and sha256. `remedy` ends the error message (what the user should do);
-    by default, delete the stage folder."""
+    """The tensors and extra state saved in `stage_dir`, verified (see `read_stage`)."""
+    saved = read_stage(stage_dir, remedy)
+    return saved.tensors, saved.extra
+
+
+def read_stage(stage_dir: Path, remedy: str | None = None) -> SavedStage:
+    """Everything saved in `stage_dir`, after checking the tensor file against its recorded
+    size and sha256. `remedy` ends the error message (what the user should do); by default,
+    delete the stage folder."""
     remedy = remedy or f"delete {stage_dir} and run again"
     tensors_path = stage_dir / TENSORS
     saved = _manifest(stage_dir)
     if not tensors_path.is_file():
         raise CheckpointError(f"{tensors_path}: missing; {remedy}")
+    stages = None
     if "format" in saved:
         record, extra = saved["tensors"], saved.get("extra", {})
+        stages = _stage_names(saved.get("stages"), stage_dir / MANIFEST)
         size = tensors_path.stat().st_size
         if size != record.get("bytes"):
             raise CheckpointError(
@@ -79,13 +98,13 @@ def load_stage(
                 f"{tensors_path}: its content changed since it was saved (sha256 mismatch); "
                 f"{remedy}"
             )
-    else:  # a format-1 checkpoint (no checksum to verify)
+    else:  # a format-1 checkpoint (no checksum to verify, no stages recorded)
         extra = saved
     try:
         tensors = load_file(str(tensors_path))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{tensors_path}: unreadable ({err}); {remedy}") from None
-    return tensors, extra
+    return SavedStage(tensors, extra, stages)
 
 
 def _manifest(stage_dir: Path) -> dict[str, Any]:
@@ -105,16 +124,13 @@ def _manifest(stage_dir: Path) -> dict[str, Any]:
     return saved
 
 
-def saved_stages(stage_dir: Path) -> list[list[str]] | None:
-    """The task names of every stage the checkpoint in `stage_dir` had finished, or None for a
-    checkpoint that does not record them (format 1, or saved without)."""
-    saved = _manifest(stage_dir)
-    stages = saved.get("stages") if "format" in saved else None
+def _stage_names(stages: Any, path: Path) -> list[list[str]] | None:
+    """The manifest's `stages` field, checked: lists of task names (or null)."""
     if stages is not None and not (
         isinstance(stages, list)
         and all(isinstance(st, list) and all(isinstance(n, str) for n in st) for st in stages)
     ):
-        raise CheckpointError(f"{stage_dir / MANIFEST}, field 'stages': expected lists of names")
+        raise CheckpointError(f"{path}, field 'stages': expected lists of names")
     return stages
 
 

@@ -53,8 +53,7 @@ class RunLogger:
     def log(self, record: dict, step: int) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        self._append(record)
         for key, value in record.items():
             if isinstance(value, int | float) and key not in ("stage", "step"):
                 self.writer.add_scalar(f"stage{record.get('stage', 0)}/{key}", value, step)
@@ -63,14 +62,18 @@ class RunLogger:
         """A line that starts each attempt of the run, so an interrupted attempt's lines stay
         told apart from the resumed one's."""
         if self.enabled:
-            with self.path.open("a") as handle:
-                record = {
+            self._append(
+                {
                     "event": "attempt",
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "pid": os.getpid(),
                     "finished_stages": finished_stages,
                 }
-                handle.write(json.dumps(record) + "\n")
+            )
+
+    def _append(self, record: dict) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
         if self.writer is not None:
