@@ -115,3 +115,15 @@ def bench_file(micro_backbone_dirs, micro_benchmark, tmp_path_factory) -> Path:
     )  # fmt: skip
     assert code == 0
     return path
+
+
+@pytest.fixture(scope="session")
+def ddp_states(micro_backbone_dirs, micro_benchmark, cache_dir, tmp_path_factory):
+    """Every registered method that trains, one DDP stage on two CPU ranks in one torchrun
+    launch (test_ddp.run_ddp_worker): method name → (rank 0's, rank 1's) saved state."""
+    from test_ddp import run_ddp_worker
+
+    from mcit.methods.base import method_class, method_names
+
+    trained = [m for m in method_names() if method_class(m)[0].trains]
+    return run_ddp_worker(micro_benchmark, tmp_path_factory.mktemp("ddp"), cache_dir, *trained)

@@ -1,4 +1,5 @@
-"""Run under torchrun by test_ddp.py: one DDP training stage, then each rank saves its state."""
+"""Run under torchrun by test_ddp.py: for each method named, one DDP training stage from ranks
+that start from different RNG states, then each rank saves the method's state before and after."""
 
 import sys
 from pathlib import Path
@@ -15,22 +16,21 @@ from mcit.models.backbone import load_backbone  # noqa: E402
 from mcit.runner import load_stream, make_accelerator  # noqa: E402
 from mcit.train.trainer import RunLogger, Trainer  # noqa: E402
 
-bench, out = Path(sys.argv[1]), Path(sys.argv[2])
-method_name = sys.argv[3] if len(sys.argv) > 3 else "finetune"
-config = load_config(
-    None, micro_overrides(bench, out, method_name, **{"train.max_steps_per_task": 4})
-)
-accelerator = make_accelerator(config)
-torch.manual_seed(100 + accelerator.process_index)  # ranks start from different RNG states
-tasks = load_stream(config)
-backbone = load_backbone(config.model.backbone)
-method = build_method(method_name, backbone)
-method.begin_task(0, tasks[0])  # per-task modules (prompts) exist before the snapshot
-before = method.method_state()
-trainer = Trainer(accelerator, config.train, RunLogger(out, enabled=False), progress=False)
-stats = trainer.train_stage(method, 0, tasks[0].train, Collator(backbone), seed=0)
-after = method.method_state()
-torch.save(
-    {"before": before, "after": after, "world": accelerator.num_processes},
-    out / f"rank{accelerator.process_index}.pt",
-)
+bench, out, methods = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+for method_name in methods:
+    config = load_config(
+        None, micro_overrides(bench, out, method_name, **{"train.max_steps_per_task": 4})
+    )
+    accelerator = make_accelerator(config)
+    torch.manual_seed(100 + accelerator.process_index)  # ranks start from different RNG states
+    tasks = load_stream(config)
+    backbone = load_backbone(config.model.backbone)
+    method = build_method(method_name, backbone)
+    method.begin_task(0, tasks[0])  # per-task modules (prompts) exist before the snapshot
+    before = method.method_state()
+    trainer = Trainer(accelerator, config.train, RunLogger(out, enabled=False), progress=False)
+    trainer.train_stage(method, 0, tasks[0].train, Collator(backbone), seed=0)
+    torch.save(
+        {"before": before, "after": method.method_state(), "world": accelerator.num_processes},
+        out / f"{method_name}.rank{accelerator.process_index}.pt",
+    )

@@ -5,6 +5,8 @@ per-task state, the bench file's schema and its report. No timing thresholds."""
 from __future__ import annotations
 
 import json
+from importlib import resources
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,11 +14,11 @@ from conftest import MICRO_TINY, micro_overrides
 
 from mcit.bench.calls import probe_generation
 from mcit.bench.lineup import MethodSpec, build_on, resolve_methods
+from mcit.bench.paper import paper_figures, read_paper_figures
 from mcit.bench.params import (
     count_method,
     llava_15_7b_config,
     meta_llava_backbone,
-    modalprompt_task_parameters,
     paper_accounting,
 )
 from mcit.bench.replay import TaskReplay
@@ -36,8 +38,10 @@ from mcit.cli import main
 from mcit.config import BackboneConfig, load_config
 from mcit.data.collate import Collator
 from mcit.errors import ConfigError
+from mcit.methods.base import ModelShapes, method_class, method_names
 from mcit.models.backbone import load_backbone
 from mcit.models.efficientnet_lite import block_specs
+from mcit.models.guidance import GuidanceEncoder
 from mcit.runner import load_stream
 
 CPU = torch.device("cpu")
@@ -110,7 +114,30 @@ def test_counts_are_exact_for_lora_moelora_modalprompt_and_o_lora(backbone):
         assert count.added == held * trainable, name
         assert count.total == base + held * trainable, name
         assert count.trainable_pct == pytest.approx(100 * trainable / (base + held * trainable))
-    assert modalprompt_task_parameters(h, c, 10) == 4400 == cases["modalprompt"][1]
+    assert cases["modalprompt"][1] == 4400
+
+
+def test_every_declared_parameter_formula_counts_what_the_built_method_holds(backbone):
+    """The paper-scale accounting trusts `parameters_by_formula` where a method declares one;
+    on the tiny backbone it must give what building the method and counting it gives."""
+    declared = []
+    for name in method_names():
+        cls, args = method_class(name)
+        method = build_on(backbone, MethodSpec(name, name), CPU)
+        encoders = [v for v in vars(method).values() if isinstance(v, GuidanceEncoder)]
+        width = encoders[0].dim if encoders else 0
+        formula = cls.parameters_by_formula(args, ModelShapes(backbone.hidden_size, width), 3)
+        if formula is None:
+            continue
+        declared.append(name)
+        assert formula.guidance_encoder == bool(encoders), name
+        TaskReplay(method).advance(1)
+        assert count_method(method, _numel(backbone)).added == formula.first_task, name
+        method = build_on(backbone, MethodSpec(name, name), CPU)
+        TaskReplay(method).advance(3, leave_last_open=True)
+        count = count_method(method, _numel(backbone))
+        assert (count.trainable, count.added) == (formula.trainable, formula.added), name
+    assert "modalprompt" in declared  # its guidance CLIP cannot be built on the meta device
 
 
 def test_methods_share_frozen_weights_and_full_fine_tuning_gets_its_own(backbone):
@@ -262,7 +289,7 @@ def test_scaling_creates_t_tasks_prompts_stay_k_l_and_progressive_grows(
     ]
     out = measure_scaling(
         backbone, specs, [4, 1, 2], batch, 2, CPU, rounds=1, warmup=0,
-        clock=ScriptedClock(iter(lambda: 0.5, None)), memory=MemoryProbe(CPU),
+        clock=ScriptedClock(iter(lambda: 0.5, None)), memory=MemoryProbe(CPU), base="zero-shot",
     )  # fmt: skip
     assert out["tasks"] == [1, 2, 4] and out["reference_tasks"] == 1
     by = {label: {e["tasks"]: e for e in entries} for label, entries in out["methods"].items()}
@@ -356,7 +383,7 @@ def test_bench_file_ratios_are_pair_by_pair(bench_file):
         assert speed["values"] == pytest.approx([r / m for m, r in zip(mine, ref, strict=True)])
     assert "zero-shot" not in base["inference"][0]["vs"]
     claimed = {c["claim"]: c for c in claims(bench)}
-    b1 = claimed["inference throughput × MoELoRA (batch 1)"]
+    b1 = claimed["inference throughput × moelora (batch 1)"]
     assert b1["measured"] == mp["inference"][0]["vs"]["moelora"]["speed"]["median"]
     assert b1["met"] == (b1["measured"] >= 1.3)
 
@@ -409,3 +436,38 @@ def test_gpu_clock_and_memory_probe():
     peak, rise = probe.stop()
     assert clock.name == "cuda-events" and seconds > 0 and peak >= x.numel() * 4
     assert rise is not None
+
+
+def test_a_version_1_bench_file_reads_with_its_baseline_renamed(tmp_path):
+    """Bench files written before the references named roles (docs/results holds some) still
+    read and render; their baseline key was the baseline method's own name."""
+    source = Path(__file__).parents[1] / "docs" / "results" / "bench-cpu-tiny" / "bench.json"
+    bench = json.loads(source.read_text())
+    assert bench["schema"] == "mcit-bench/1" and "baseline" not in bench["settings"]["references"]
+    validate_bench(bench, str(source))
+    assert bench["settings"]["references"] == {"base": "zero-shot", "baseline": "moelora"}
+    md = bench_markdown(bench, tmp_path / "plots")
+    assert "time × moelora" in md and "The paper's efficiency claims" in md
+    assert any(c["claim"].startswith("inference throughput × moelora") for c in claims(bench))
+
+
+def test_paper_figures_are_data_and_a_bad_file_names_its_field(tmp_path):
+    paper = paper_figures()
+    assert (paper.method, paper.baseline) == ("modalprompt", "moelora")
+    assert paper.ratio("inference_speed") == pytest.approx(3.43 / 2.41)
+    assert paper.ratio("training_time") == pytest.approx(3.81 / 10.74)
+    assert set(paper.accounting_methods) <= set(method_names())
+    source = resources.files("mcit.bench") / "paper-figures.json"
+    data = json.loads(source.read_text())
+    data["targets"]["inference_speed_vs_base"] = "fast"
+    bad = tmp_path / "figures.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(
+        ConfigError, match=r"figures\.json: field 'targets\.inference_speed_vs_base'"
+    ):
+        read_paper_figures(bad)
+    del data["accounting"]["tasks"]
+    data["targets"]["inference_speed_vs_base"] = 0.9
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"field 'accounting\.tasks' is missing"):
+        read_paper_figures(bad)

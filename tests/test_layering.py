@@ -80,3 +80,51 @@ print(failed)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert len(modules) > 60
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def _code_strings(path: Path) -> list[tuple[int, str]]:
+    """The string constants of a module that are not docstrings, with their lines."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]  # fmt: skip
+
+
+def test_no_method_name_outside_methods() -> None:
+    # What a method costs, whether it trains, which paper measures it against which baseline:
+    # metadata the method declares or data beside the bench (mcit/bench/paper-figures.json),
+    # never a method's name written into the bench, the reports, the trainer, the evaluation
+    # or the runner. A new method then shows in all of them by registering.
+    from mcit.methods.base import method_names
+
+    names = set(method_names())
+    src = Path(__file__).parents[1] / "src" / "mcit"
+    files = [src / "runner.py"] + [
+        p
+        for folder in ("bench", "report", "train", "evaluation")
+        for p in (src / folder).glob("*.py")
+    ]
+    # The CSV matrix format's row of b_i scores is labelled "zero-shot" (docs/metrics-and-
+    # reports.md): a keyword users write in their files, which only shares the method's name.
+    allowed = {("matrix_files.py", "zero-shot")}
+    found = [
+        f"{path.relative_to(src)}:{line}: {text!r}"
+        for path in files
+        for line, text in _code_strings(path)
+        if text in names and (path.name, text) not in allowed
+    ]
+    assert len(files) > 20
+    assert not found, "method names outside methods/: " + "; ".join(found)

@@ -197,11 +197,26 @@ def test_zero_shot_scores_are_matched_by_task_name() -> None:
         results_dict([[5, 25, 12]], tasks=["C", "B", "A"], stage_tasks=[TASKS], method="zero-shot")
     )
     assert zero_shot_scores(zs, TASKS) == [12.0, 25.0, 5.0]
+    # The run says whether its method trains; a run that trains gives no b_i.
     joint = matrix_from_results(
-        results_dict([[5, 25, 12]], stage_tasks=[TASKS], method="multitask")
+        results_dict([[5, 25, 12]], stage_tasks=[TASKS], method="multitask", trains=True)
     )
     with pytest.raises(MatrixError, match="a 'multitask' run, not a zero-shot run"):
         zero_shot_scores(joint, TASKS)
+
+
+def test_an_older_results_file_without_trains_is_judged_by_the_registered_method(
+    tmp_path: Path, capsys
+) -> None:
+    # results.json from before 'trains' was recorded: `mcit metrics --zero-shot` asks the
+    # method registry whether that run's method trains.
+    path = write_results(tmp_path / "run", results_dict(THREE))
+    joint = write_results(
+        tmp_path / "joint", results_dict([[5, 25, 12]], stage_tasks=[TASKS], method="multitask")
+    )
+    assert matrix_from_results(json.loads(joint.read_text())).trains is None
+    assert main(["metrics", str(path), "--zero-shot", str(joint)]) == 2
+    assert "a 'multitask' run, not a zero-shot run" in capsys.readouterr().err
 
 
 def test_write_run_metrics(tmp_path: Path) -> None:

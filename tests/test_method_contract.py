@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
+import shutil
 import typing
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from conftest import micro_overrides
 from mcit.config import load_config
 from mcit.data.collate import Collator
 from mcit.data.sample import joint_task, named_stage
-from mcit.errors import ConfigError
+from mcit.errors import CheckpointError, ConfigError
 from mcit.evaluation.evaluator import predict
 from mcit.methods.base import build_method, method_class, method_names
 from mcit.models.backbone import load_backbone
@@ -77,6 +79,29 @@ def test_restored_from_its_stage_folder_it_answers_as_the_run_did(finished_run):
         .splitlines()
     ]
     assert answers == recorded, name
+
+
+def test_the_stage_folder_names_its_method_and_args(finished_run, tmp_path):
+    """method.json records the registry name and args beside the tensors; a folder restored
+    into another method, or the same method with other args, is refused naming what differs."""
+    name, config, run_dir = finished_run
+    last = max(run_dir.glob("stage_*"), key=lambda p: int(p.name.split("_")[1]))
+    saved = json.loads((last / "method.json").read_text())
+
+    def fresh():
+        return build_method(name, load_backbone(config.model.backbone), config.method.args)
+
+    assert saved["method"] == fresh().description() and saved["method"]["name"] == name
+    for field, value, message in (
+        ("name", "another-method", "holds a 'another-method' checkpoint, not"),
+        ("args", {**saved["method"]["args"], "unknown_key": 1}, "method.args.unknown_key=1"),
+    ):
+        folder = tmp_path / field
+        shutil.copytree(last, folder)
+        tampered = {**saved, "method": {**saved["method"], field: value}}
+        (folder / "method.json").write_text(json.dumps(tampered))
+        with pytest.raises(CheckpointError, match=re.escape(message)):
+            fresh().restore(folder)
 
 
 def test_answers_depend_neither_on_the_batch_nor_on_a_task_id(finished_run):

@@ -171,10 +171,10 @@ def test_a_run_saves_one_more_frozen_prompt_per_stage(
     overrides = micro_overrides(micro_benchmark, tmp_path, "progressive-prompts")
     config = load_config(None, [*overrides, "train.lr=0.01"])
     results = run(config, progress=False)
-    assert results["complete"] and len(results["matrix"]) == 3
-    assert [s["trainable_parameters"] for s in results["stages"]] == [10 * D] * 3
-    assert [s["total_parameters"] - results["stages"][0]["total_parameters"]
-            for s in results["stages"]] == [0, 10 * D, 20 * D]  # fmt: skip
+    assert results.complete and len(results.matrix) == 3
+    assert [s.trainable_parameters for s in results.stages] == [10 * D] * 3
+    assert [s.total_parameters - results.stages[0].total_parameters
+            for s in results.stages] == [0, 10 * D, 20 * D]  # fmt: skip
     stages = [load_stage(tmp_path / config.run_name / f"stage_{s}")[0] for s in (1, 2, 3)]
     for s, state in enumerate(stages):
         assert set(state) == {f"prompts.{t}" for t in range(s + 1)}

@@ -191,9 +191,9 @@ def test_an_accepted_value_gives_a_run_that_trains_and_scores(
             ),
         )
         results = run(config, progress=False)
-    (stage,) = results["stages"]
-    assert stage["train_steps"] >= 1 and stage["train_samples_seen"] >= 1
-    (score,) = results["matrix"][0]
+    (stage,) = results.stages
+    assert stage.train_steps >= 1 and stage.train_samples_seen >= 1
+    (score,) = results.matrix[0]
     assert 0.0 <= score <= 100.0
 
 
@@ -210,7 +210,7 @@ def test_a_run_that_fails_before_its_first_stage_does_not_block_a_corrected_one(
         _run(micro_benchmark, tmp_path, name="r", **{"data.order": "[nosuchtask]"})
     assert not (tmp_path / "r" / "config.yaml").exists()
     results, run_dir = _run(micro_benchmark, tmp_path, name="r", **{"data.order": "[gqa]"})
-    assert results["complete"] and (run_dir / "config.yaml").is_file()
+    assert results.complete and (run_dir / "config.yaml").is_file()
 
 
 def test_the_folder_is_the_runs_identity(micro_backbone_dirs, micro_benchmark, tmp_path):
@@ -220,7 +220,7 @@ def test_the_folder_is_the_runs_identity(micro_backbone_dirs, micro_benchmark, t
     moved.parent.mkdir()
     shutil.move(first, moved)
     resumed, _ = _run(micro_benchmark, tmp_path / "elsewhere", name="after")
-    assert resumed["matrix"] == whole["matrix"] and resumed["run"] == "after"
+    assert resumed.matrix == whole.matrix and resumed.run == "after"
     attempts = [
         json.loads(line)
         for line in (moved / "logs" / "train.jsonl").read_text().splitlines()
@@ -269,10 +269,11 @@ def test_old_runs_resume_format_1_checkpoints_and_no_fingerprints(
     manifest = run_dir / "stage_1" / "method.json"
     manifest.write_text(json.dumps(json.loads(manifest.read_text())["extra"]))
     results = json.loads((run_dir / "results.json").read_text())
-    del results["manifest"]["data_fingerprints"]
+    del results["manifest"]["data_fingerprints"], results["trains"]
     (run_dir / "results.json").write_text(json.dumps(results))
     resumed, _ = _run(micro_benchmark, tmp_path / "old")
-    assert resumed["matrix"] == whole["matrix"]
+    assert resumed.matrix == whole.matrix
+    assert json.loads((run_dir / "results.json").read_text())["trains"] is True  # filled in
 
 
 def test_a_checkpoint_of_an_unknown_format_is_refused(tmp_path):

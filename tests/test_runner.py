@@ -62,10 +62,10 @@ def test_killed_after_stage_one_and_resumed_gives_the_same_matrix(
 ):
     full, _ = _run(micro_benchmark, tmp_path / "full", method)
     partial, run_dir = _run(micro_benchmark, tmp_path / "resumed", method, stop=1)
-    assert len(partial["matrix"]) == 1
+    assert len(partial.matrix) == 1
     resumed, _ = _run(micro_benchmark, tmp_path / "resumed", method)
-    assert resumed["matrix"] == full["matrix"]
-    assert [s["final_loss"] for s in resumed["stages"]] == [s["final_loss"] for s in full["stages"]]
+    assert resumed.matrix == full.matrix
+    assert [s.final_loss for s in resumed.stages] == [s.final_loss for s in full.stages]
 
 
 def test_resume_refuses_a_different_config(micro_backbone_dirs, micro_benchmark, tmp_path):
@@ -83,7 +83,7 @@ def test_a_run_saved_before_a_config_key_existed_still_resumes(
     del saved["data"]["validation_per_task"]
     (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
     results, _ = _run(micro_benchmark, tmp_path)
-    assert len(results["matrix"]) == 3
+    assert len(results.matrix) == 3
 
 
 def test_lora_trains_only_lora_and_finetune_leaves_vision_alone(
@@ -118,11 +118,12 @@ def test_lora_trains_only_lora_and_finetune_leaves_vision_alone(
 
 def test_zero_shot_and_multitask_are_single_stage(micro_backbone_dirs, micro_benchmark, tmp_path):
     zero, _ = _run(micro_benchmark, tmp_path, "zero-shot")
-    assert len(zero["matrix"]) == 1 and None not in zero["matrix"][0]
-    assert zero["stages"][0]["train_steps"] == 0 and zero["stages"][0]["name"] == "no training"
+    assert len(zero.matrix) == 1 and None not in zero.matrix[0]
+    assert zero.stages[0].train_steps == 0 and zero.stages[0].name == "no training"
+    assert zero.trains is False
     joint, _ = _run(micro_benchmark, tmp_path, "multitask")
-    assert len(joint["matrix"]) == 1 and None not in joint["matrix"][0]
-    assert joint["stages"][0]["name"] == "scienceqa+gqa+grounding"
+    assert len(joint.matrix) == 1 and None not in joint.matrix[0]
+    assert joint.stages[0].name == "scienceqa+gqa+grounding" and joint.trains is True
 
 
 def test_evaluation_does_not_depend_on_batch_size(micro_backbone_dirs, micro_benchmark, tmp_path):

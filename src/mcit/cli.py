@@ -48,7 +48,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "\nAccuracy matrix (rows: after training stage; columns: task; "
             f"scores {scale_note(matrix.ceilings)}) — {config.method.name}"
         )
-        print(format_matrix(results["tasks"], results["stages"], results["matrix"]))
+        print(format_matrix(results))
         _print_summary(matrix)
         print(f"\nrun directory: {run_dir}")
     return 0

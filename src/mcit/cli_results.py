@@ -27,6 +27,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
         read_results_json,
         zero_shot_scores,
     )
+    from mcit.methods.base import method_trains
     from mcit.report.tables import metrics_text
 
     try:
@@ -37,6 +38,8 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
                     f"{args.path}: a single-stage run has no forward transfer (--zero-shot)"
                 )
             zero_shot_run = read_results_json(args.zero_shot)
+            if zero_shot_run.trains is None:  # a results.json from before 'trains' was recorded
+                zero_shot_run.trains = method_trains(zero_shot_run.method)
             b = zero_shot_scores(zero_shot_run, matrix.tasks)
             matrix = matrix.with_zero_shot(b, zero_shot_run)
         metrics = matrix.continual_metrics()

@@ -200,9 +200,7 @@ def compare(
             continue
         (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier, failed attempt
         result.finished.append(method)
-        log(
-            f"[mcit compare] ({k}/{len(prepared)}) {method}: done ({len(results['matrix'])} stages)"
-        )
+        log(f"[mcit compare] ({k}/{len(prepared)}) {method}: done ({results.stages_done} stages)")
     from accelerate import PartialState
 
     if result.finished and PartialState().is_main_process:  # one report under torchrun

@@ -22,6 +22,7 @@ from mcit.data.sample import Sample
 from mcit.errors import ConfigError, DataError
 from mcit.files import read_json
 from mcit.methods.base import ContinualMethod, build_method, method_class
+from mcit.methods.inspection import explain, explanation_lines
 from mcit.train.checkpoint import stage_complete
 
 
@@ -132,7 +133,7 @@ def predict_run(
     batch = Collator(method.backbone)([sample], with_answer=False).to(method.backbone.device)
     budget = config.eval.max_new_tokens if max_new_tokens is None else max_new_tokens
     answer = method.generate(batch, max_new_tokens=budget)[0]
-    explained = method.explain(batch)
+    explained = explain(method, batch)
     return Prediction(
         run=str(run_dir),
         method=config.method.name,
@@ -155,5 +156,5 @@ def format_prediction(p: Prediction) -> str:
         lines.append("(this method makes no per-input choice to show)")
     else:
         cls, _ = method_class(p.method)
-        lines += cls.format_explanation(p.explanation)
+        lines += explanation_lines(cls, p.explanation)
     return "\n".join(lines)

@@ -35,13 +35,13 @@ from mcit.errors import ConfigError
 from mcit.evaluation.analysis import StageAnalysis, write_stage_analysis
 from mcit.evaluation.evaluator import check_answer_budget, evaluate_task, write_jsonl_atomic
 from mcit.evaluation.matrix_files import matrix_from_results, write_run_metrics
+from mcit.evaluation.run_results import RunResults, StageRecord
 from mcit.files import exclusive_folder, read_json, write_json_atomic, write_text_atomic
 from mcit.methods.base import ContinualMethod, build_method, method_class
+from mcit.methods.inspection import stage_analyses
 from mcit.models.backbone import load_backbone
 from mcit.train.checkpoint import save_stage, stage_complete
 from mcit.train.trainer import RunLogger, Trainer
-
-RESULTS_VERSION = 1
 
 
 def make_accelerator(config: RunConfig) -> Accelerator:
@@ -131,13 +131,14 @@ def manifest(config: RunConfig, accelerator: Accelerator, tasks: list[Task]) -> 
     }
 
 
-def format_matrix(tasks: list[str], stages: list[dict], matrix: list[list[float | None]]) -> str:
+def format_matrix(results: RunResults) -> str:
     """The accuracy matrix as a fixed-width table (rows: stages, columns: tasks)."""
+    tasks, stages, matrix = results.tasks, results.stages, results.matrix
     width = max(8, *(len(t) for t in tasks))
     head = f"{'after stage':<24}" + "".join(f"{t:>{width + 1}}" for t in tasks)
     lines = [head]
     for i, (stage, row) in enumerate(zip(stages, matrix, strict=True)):
-        label = f"{i + 1}: {stage['name']}"[:23]
+        label = f"{i + 1}: {stage.name}"[:23]
         cells = "".join(f"{'-' if v is None else f'{v:.1f}':>{width + 1}}" for v in row)
         lines.append(f"{label:<24}{cells}")
     return "\n".join(lines)
@@ -180,9 +181,9 @@ def _stage_names(plan: list[list[Task]]) -> list[list[str]]:
     return [[t.name for t in stage] for stage in plan]
 
 
-def _check_same_data(run_dir: Path, results: dict, tasks: list[Task]) -> None:
+def _check_same_data(run_dir: Path, results: RunResults, tasks: list[Task]) -> None:
     """Refuse to resume on data that changed since the finished stages used it."""
-    saved = (results.get("manifest") or {}).get("data_fingerprints")
+    saved = results.manifest.get("data_fingerprints")
     if saved is None:  # a run from before fingerprints were recorded
         return
     changed = changed_tasks(saved, task_fingerprints(tasks))
@@ -223,8 +224,8 @@ def count_parameters(method: ContinualMethod) -> tuple[int, int]:
 
 def run(
     config: RunConfig, progress: bool = True, stop_after_stage: int | None = None
-) -> dict[str, Any]:
-    """Run (or resume) a continual run; returns the results dict also written to results.json.
+) -> RunResults:
+    """Run (or resume) a continual run; returns the results also written to results.json.
 
     `stop_after_stage` ends the process's work after that many stages (used to test resume).
     """
@@ -245,148 +246,189 @@ def run(
             broadcast_object_list(refused)
         if refused[0] is not None:
             raise ConfigError(refused[0])
-        return _run(config, accelerator, run_dir, progress, stop_after_stage, started)
+        steps = ContinualRun(config, accelerator, run_dir, progress)
+        steps.setup()
+        done = steps.restore()
+        for s in range(done, len(steps.plan)):
+            if stop_after_stage is not None and s >= stop_after_stage:
+                break
+            steps.record(*steps.run_stage(s))
+        return steps.finish(started)
 
 
-def _run(
-    config: RunConfig,
-    accelerator: Accelerator,
-    run_dir: Path,
-    progress: bool,
-    stop_after_stage: int | None,
-    started: float,
-) -> dict[str, Any]:
-    main = accelerator.is_main_process
-    results_path = run_dir / "results.json"
-    results = _read_results(results_path) if results_path.is_file() else None
-    _check_resumable(run_dir, config, results)
-    set_seed(config.seed)
+class ContinualRun:
+    """One run folder's work in the steps of a recipe: `setup` (check what is there, load the
+    stream, build the method), `restore` (bring the method to the last finished stage and
+    start this attempt), then per stage `run_stage` (train, save, evaluate) and `record`
+    (results.json, metrics.json), and `finish`. Only the main process writes files."""
 
-    tasks = load_stream(config)
-    # Each task's metric sets its score range (CIDEr ×100 passes 100); older runs lack it.
-    task_metrics = {t.name: t.metric for t in tasks}
-    if results is not None:  # checked before the model is loaded
-        results.setdefault("task_metrics", task_metrics)
-        matrix_from_results(results, str(results_path))  # a damaged file: one line, named
-        _check_same_data(run_dir, results, tasks)
-        results["run"] = config.run_name  # the folder may have been renamed
-    backbone = load_backbone(config.model.backbone)
-    method = build_method(config.method.name, backbone, config.method.args)
-    method.to(accelerator.device)
-    collate = Collator(backbone)
-    for task in tasks:  # once per run: the answers do not change between stages
-        check_answer_budget(task, backbone.tokenizer, config.eval.max_new_tokens)
-    plan = method.stage_plan(tasks)
-    names = [t.name for t in tasks]
+    def __init__(
+        self, config: RunConfig, accelerator: Accelerator, run_dir: Path, progress: bool = True
+    ):
+        self.config = config
+        self.accelerator = accelerator
+        self.run_dir = run_dir
+        self.progress = progress
+        self.main = accelerator.is_main_process
+        self.results_path = run_dir / "results.json"
 
-    if results is None:
-        results = {
-            "version": RESULTS_VERSION,
-            "run": config.run_name,
-            "benchmark": config.data.benchmark,
-            "method": config.method.name,
-            "method_args": dataclasses.asdict(method.args),
-            "rehearsal_free": method.rehearsal_free,
-            "tasks": names,
-            "stages": [],
-            "matrix": [],
-            "manifest": manifest(config, accelerator, tasks),
-        }
-        results["task_metrics"] = task_metrics
-    done = len(results["matrix"])
-    if done:
-        last = run_dir / f"stage_{done}"
-        if not stage_complete(last):
-            raise ConfigError(
-                f"{last}: results.json records {done} finished stage(s) but this checkpoint is "
-                f"missing or incomplete; delete {run_dir} to start the run again"
+    # ---------------------------------------------------------------------------- setup
+    def setup(self) -> None:
+        config = self.config
+        saved = _read_results(self.results_path) if self.results_path.is_file() else None
+        _check_resumable(self.run_dir, config, saved)
+        set_seed(config.seed)
+
+        self.tasks = load_stream(config)
+        # Each task's metric sets its score range (CIDEr ×100 passes 100); older runs lack it.
+        task_metrics = {t.name: t.metric for t in self.tasks}
+        results = None
+        if saved is not None:  # checked before the model is loaded
+            saved.setdefault("task_metrics", task_metrics)
+            source = str(self.results_path)
+            results = RunResults.from_dict(saved, source)
+            matrix_from_results(results, source)  # a damaged file: one line, named
+            _check_same_data(self.run_dir, results, self.tasks)
+            results.run = config.run_name  # the folder may have been renamed
+        backbone = load_backbone(config.model.backbone)
+        self.method = build_method(config.method.name, backbone, config.method.args)
+        self.method.to(self.accelerator.device)
+        self.collate = Collator(backbone)
+        for task in self.tasks:  # once per run: the answers do not change between stages
+            check_answer_budget(task, backbone.tokenizer, config.eval.max_new_tokens)
+        self.plan = self.method.stage_plan(self.tasks)
+        self.names = [t.name for t in self.tasks]
+        if results is None:
+            results = RunResults(
+                tasks=self.names,
+                run=config.run_name,
+                benchmark=config.data.benchmark,
+                method=config.method.name,
+                method_args=dataclasses.asdict(self.method.args),
+                rehearsal_free=self.method.rehearsal_free,
+                trains=self.method.trains,
+                manifest=manifest(config, self.accelerator, self.tasks),
+                task_metrics=task_metrics,
             )
-        method.restore(
-            last,
-            stages=_stage_names(plan[:done]),
-            remedy=f"delete {run_dir} to start the run again",
-        )
-        if main and done < len(plan):
-            print(f"[mcit] resuming {run_dir} after stage {done} of {len(plan)}", flush=True)
+        elif results.trains is None:  # a run from before 'trains' was recorded
+            results.trains = self.method.trains
+        self.results = results
 
-    if main:  # recorded once the run really starts: a failed start leaves nothing in the way
-        write_text_atomic(run_dir / "config.yaml", dump_config(config))
-    logger = RunLogger(run_dir, enabled=main)
-    logger.mark_attempt(done)
-    trainer = Trainer(accelerator, config.train, logger, progress=progress)
-    for s in range(done, len(plan)):
-        if stop_after_stage is not None and s >= stop_after_stage:
-            break
+    # ---------------------------------------------------------------------------- restore
+    def restore(self) -> int:
+        """Load the last finished stage, if any, record the config and open this attempt's
+        logs; returns the number of finished stages."""
+        done = self.results.stages_done
+        if done:
+            last = self.run_dir / f"stage_{done}"
+            if not stage_complete(last):
+                raise ConfigError(
+                    f"{last}: results.json records {done} finished stage(s) but this checkpoint "
+                    f"is missing or incomplete; delete {self.run_dir} to start the run again"
+                )
+            self.method.restore(
+                last,
+                stages=_stage_names(self.plan[:done]),
+                remedy=f"delete {self.run_dir} to start the run again",
+            )
+            if self.main and done < len(self.plan):
+                print(
+                    f"[mcit] resuming {self.run_dir} after stage {done} of {len(self.plan)}",
+                    flush=True,
+                )
+        if self.main:  # recorded once the run really starts: a failed start leaves nothing
+            write_text_atomic(self.run_dir / "config.yaml", dump_config(self.config))
+        self.logger = RunLogger(self.run_dir, enabled=self.main)
+        self.logger.mark_attempt(done)
+        self.trainer = Trainer(
+            self.accelerator, self.config.train, self.logger, progress=self.progress
+        )
+        return done
+
+    # ---------------------------------------------------------------------------- one stage
+    def run_stage(self, s: int) -> tuple[StageRecord, list[float | None]]:
+        """Train stage `s` (0-based), save it, evaluate it: its record and accuracy row."""
+        config, method, plan = self.config, self.method, self.plan
         stage_tasks = plan[s]
         task = joint_task(stage_tasks)
-        set_seed(config.seed + 1000 * (s + 1))
+        seed = config.seed + 1000 * (s + 1)
+        set_seed(seed)
         method.begin_task(s, task)
         trainable, total = count_parameters(method)
         stats = None
         if method.trains:
-            stats = trainer.train_stage(
-                method,
-                s,
-                task.train,
-                collate,
-                seed=config.seed + 1000 * (s + 1),
-                n_tasks=len(stage_tasks),
+            stats = self.trainer.train_stage(
+                method, s, task.train, self.collate, seed=seed, n_tasks=len(stage_tasks)
             )
         method.end_task(s, task, task.train)
-        stage_dir = run_dir / f"stage_{s + 1}"
-        if main:
+        if self.main:
             save_stage(
-                stage_dir, method.method_state(), method.extra_state(), _stage_names(plan[: s + 1])
+                self.run_dir / f"stage_{s + 1}",
+                method.method_state(),
+                method.extra_state(),
+                _stage_names(plan[: s + 1]),
+                method.description(),
             )
 
         seen = {t.name for stage in plan[: s + 1] for t in stage}
-        to_eval = [t for t in tasks if t.name in seen or config.eval.all_tasks]
-        row: list[float | None] = [None] * len(tasks)
+        to_eval = [t for t in self.tasks if t.name in seen or config.eval.all_tasks]
+        row: list[float | None] = [None] * len(self.tasks)
         eval_seconds = 0.0
         for t in to_eval:
-            ev = evaluate_task(method, t, collate, config.eval, accelerator, progress=progress)
-            row[names.index(t.name)] = ev.score
+            ev = evaluate_task(
+                method, t, self.collate, config.eval, self.accelerator, progress=self.progress
+            )
+            row[self.names.index(t.name)] = ev.score
             eval_seconds += ev.seconds
-            if main:
+            if self.main:
                 write_jsonl_atomic(
-                    run_dir / "predictions" / f"stage_{s + 1}" / f"{t.name}.jsonl", ev.records
+                    self.run_dir / "predictions" / f"stage_{s + 1}" / f"{t.name}.jsonl",
+                    ev.records,
                 )
         analysis = StageAnalysis()
-        if main:  # the method's own analyses (e.g. prompt selection), beside the matrix
+        if self.main:  # the method's own analyses (e.g. prompt selection), beside the matrix
             learned = [joint_task(p).name for p in plan[: s + 1]]
-            analysis = method.analyses({t.name: t.test for t in to_eval}, learned)
-            write_stage_analysis(run_dir, s + 1, analysis)
-        stage_info = {
-            "stage": s + 1,
-            "name": task.name if method.trains else "no training",
-            "tasks": [t.name for t in stage_tasks],
-            "train_steps": stats.steps if stats else 0,
-            "train_samples_seen": stats.samples_seen if stats else 0,
-            "train_seconds": round(stats.seconds, 3) if stats else 0.0,
-            "final_loss": stats.final_loss if stats else None,
-            "eval_seconds": round(eval_seconds, 3),
-            "trainable_parameters": trainable,
-            "total_parameters": total,
-        }
-        if analysis.summary:
-            stage_info["analysis"] = analysis.summary
-        results["stages"].append(stage_info)
-        results["matrix"].append(row)
-        if main:
-            write_json_atomic(results_path, results)
-            write_run_metrics(run_dir, results)
-            if progress:
+            analysis = stage_analyses(method, {t.name: t.test for t in to_eval}, learned)
+            write_stage_analysis(self.run_dir, s + 1, analysis)
+        record = StageRecord(
+            stage=s + 1,
+            name=task.name if method.trains else "no training",
+            tasks=[t.name for t in stage_tasks],
+            train_steps=stats.steps if stats else 0,
+            train_samples_seen=stats.samples_seen if stats else 0,
+            train_seconds=round(stats.seconds, 3) if stats else 0.0,
+            final_loss=stats.final_loss if stats else None,
+            eval_seconds=round(eval_seconds, 3),
+            trainable_parameters=trainable,
+            total_parameters=total,
+            analysis=analysis.summary or None,
+        )
+        return record, row
+
+    # ---------------------------------------------------------------------------- record
+    def record(self, stage: StageRecord, row: list[float | None]) -> None:
+        """Add a finished stage to results.json and metrics.json, and say so."""
+        self.results.add_stage(stage, row)
+        if self.main:
+            write_json_atomic(self.results_path, self.results.to_dict())
+            write_run_metrics(self.run_dir, self.results)
+            if self.progress:
                 scores = ", ".join(
-                    f"{names[i]} {v:.1f}" for i, v in enumerate(row) if v is not None
+                    f"{self.names[i]} {v:.1f}" for i, v in enumerate(row) if v is not None
                 )
-                print(f"[mcit] stage {s + 1}/{len(plan)} ({task.name}): {scores}", flush=True)
-        accelerator.wait_for_everyone()
-    logger.close()
-    results["seconds_this_process"] = round(time.time() - started, 1)
-    if main and len(results["matrix"]) == len(plan):
-        results["complete"] = True
-        write_json_atomic(results_path, results)
-    return results
+                print(
+                    f"[mcit] stage {stage.stage}/{len(self.plan)} ({stage.name}): {scores}",
+                    flush=True,
+                )
+        self.accelerator.wait_for_everyone()
+
+    def finish(self, started: float) -> RunResults:
+        self.logger.close()
+        self.results.seconds_this_process = round(time.time() - started, 1)
+        if self.main and self.results.stages_done == len(self.plan):
+            self.results.complete = True
+            write_json_atomic(self.results_path, self.results.to_dict())
+        return self.results
 
 
 def _read_results(path: Path) -> dict:

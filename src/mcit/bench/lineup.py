@@ -6,7 +6,9 @@ later join automatically) or by a run-config YAML (e.g. an ablation such as
 takes its arguments from `<method configs>/<name>.yaml` when that file exists (the budgets the
 shipped runs use on that backbone), else the method's defaults (the papers' settings).
 
-The base model (`zero-shot`) and MoELoRA are always measured: every ratio is taken against them.
+Two references are always measured, and every ratio is taken against them: the base model (the
+registered method that does not train, `ContinualMethod.trains`) and the baseline the paper
+measures its claims against (`mcit.bench.paper`, e.g. MoELoRA for ModalPrompt's Tab. 5).
 
 Every method gets its own module tree over the *same* frozen weights: the backbone is loaded
 once and each method receives a deep copy that shares its parameter and buffer tensors, so N
@@ -24,6 +26,7 @@ from typing import Any
 
 import torch
 
+from mcit.bench.paper import paper_figures
 from mcit.config import load_config
 from mcit.errors import ConfigError
 from mcit.methods.base import ContinualMethod, build_method, method_class, method_names
@@ -31,8 +34,6 @@ from mcit.models.backbone import Backbone
 
 # Method args for the tiny backbone: the shipped coin-mini runs' budgets (read from a checkout).
 SHIPPED_METHOD_CONFIGS = Path("configs/coin-mini")
-BASE = "zero-shot"  # the base model, untouched: the reference of every "× base" ratio
-MOELORA = "moelora"  # the paper's efficiency baseline (Tab. 5)
 
 
 @dataclass
@@ -72,15 +73,38 @@ def _from_name(name: str, method_configs: Path | None) -> MethodSpec:
     return MethodSpec(name, name)
 
 
+@dataclass(frozen=True)
+class References:
+    """The labels every ratio is taken against: the base model's and the paper's baseline's
+    (None when that method is not registered)."""
+
+    base: str | None
+    baseline: str | None
+
+    def labels(self) -> tuple[str, ...]:
+        return tuple(label for label in (self.base, self.baseline) if label is not None)
+
+
+def reference_methods() -> References:
+    """The registry names of the base model (the first registered method that does not
+    train) and of the paper's baseline (when registered)."""
+    known = method_names()
+    untrained = [name for name in known if not method_class(name)[0].trains]
+    baseline = paper_figures().baseline
+    return References(untrained[0] if untrained else None, baseline if baseline in known else None)
+
+
 def resolve_methods(items: list[str] | None, method_configs: str | Path | None) -> list[MethodSpec]:
-    """The bench's methods in table order: the base model, MoELoRA, then the others."""
+    """The bench's methods in table order: the base model, the paper's baseline, then the
+    others."""
     known = method_names()
     folder = Path(method_configs) if method_configs else None
     if folder is not None and not folder.is_dir():
         raise ConfigError(f"--method-configs {folder}: no such folder")
     wanted = list(items) if items else list(known)
-    for reference in (BASE, MOELORA):
-        if reference in known and reference not in wanted:
+    references = reference_methods().labels()
+    for reference in references:
+        if reference not in wanted:
             wanted.append(reference)
     specs = []
     for item in wanted:
@@ -105,8 +129,8 @@ def resolve_methods(items: list[str] | None, method_configs: str | Path | None) 
             method_class(spec.name, spec.args)
         except ConfigError as err:
             raise ConfigError(f"{spec.args_source}: {err}") from err
-    order = {BASE: 0, MOELORA: 1}
-    return sorted(specs, key=lambda s: order.get(s.label, 2))
+    order = {label: i for i, label in enumerate(references)}
+    return sorted(specs, key=lambda s: order.get(s.label, len(order)))
 
 
 def shared_copy(backbone: Backbone) -> Backbone:

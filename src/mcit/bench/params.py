@@ -3,15 +3,16 @@ configuration (LLaVA-1.5-7B + CLIP-L/14-336) computed without weights.
 
 On the current backbone a method is counted as the runner counts it (`mcit.runner.
 count_parameters`: every distinct parameter of the method module, the backbone included) in
-its training state at a given stage; frozen helpers kept outside the module (ModalPrompt's
-guidance CLIP) are counted separately.
+its training state at a given stage; frozen helpers kept outside the module (a guidance
+CLIP) are counted separately.
 
 For LLaVA-1.5-7B the model is built from a hand-written `LlavaConfig` on the `meta` device
-(shapes, no storage) and each method is attached through the registry with its default
-arguments (the papers' settings) and replayed to its training state at task 8. ModalPrompt
-cannot be built there — its guidance encoder loads CLIP weights from a directory — so its
-tensors are counted by `modalprompt_task_parameters`, whose agreement with the registry's
-ModalPrompt is checked on the tiny backbone by the tests.
+(shapes, no storage) and each method named by the paper figures (`mcit.bench.paper`) is
+attached through the registry with its default arguments (the papers' settings) and replayed
+to its training state at the paper's number of tasks. A method that cannot be built there (its
+guidance encoder loads CLIP weights from a directory) declares its count instead
+(`ContinualMethod.parameters_by_formula`), checked against the built method on the tiny
+backbone by the contract tests.
 """
 
 from __future__ import annotations
@@ -32,18 +33,20 @@ from transformers import (
     LlavaForConditionalGeneration,
 )
 
+from mcit.bench.paper import paper_figures
 from mcit.bench.replay import TaskReplay
 from mcit.config import BackboneConfig
-from mcit.methods.base import ContinualMethod, build_method, method_names
+from mcit.methods.base import (
+    ContinualMethod,
+    ModelShapes,
+    ParameterFormula,
+    build_method,
+    method_class,
+    method_names,
+)
 from mcit.models.backbone import Backbone
 from mcit.models.guidance import GuidanceEncoder
 from mcit.runner import count_parameters
-
-# [ModalPrompt paper Tab. 5]: trainable parameters, % of the model.
-PAPER_TRAINABLE_PCT = {"modalprompt": 0.27, "moelora": 4.73}
-# The methods the issue asks the LLaVA-1.5-7B accounting for.
-PAPER_METHODS = ("modalprompt", "moelora", "finetune-lora", "o-lora")
-PAPER_TASKS = 8  # CoIN's stream
 
 
 @dataclass
@@ -105,12 +108,6 @@ def count_method(method: ContinualMethod, backbone_parameters: int) -> Parameter
     )
 
 
-def modalprompt_task_parameters(d: int, c: int, prompt_length: int) -> int:
-    """One task's ModalPrompt tensors: prompts P_t ∈ R^{L×d} [paper §3.1] and the projection
-    g_t = Linear(d, d) → SiLU → Linear(d, c) with biases [paper Eq. 3, 9]."""
-    return prompt_length * d + (d * d + d) + (d * c + c)
-
-
 # ---------------------------------------------------------------------------- LLaVA-1.5-7B
 def clip_l_336_vision_config() -> CLIPVisionConfig:
     """CLIP ViT-L/14 at 336 px: 24 layers, width 1024, 16 heads, patch 14."""
@@ -127,7 +124,7 @@ def clip_l_336_vision_config() -> CLIPVisionConfig:
 
 
 def clip_l_336_config() -> CLIPConfig:
-    """The whole CLIP-L/14-336 (both towers and projections): ModalPrompt's guidance encoder."""
+    """The whole CLIP-L/14-336 (both towers and projections), as a guidance encoder."""
     text = CLIPTextConfig(
         vocab_size=49408,
         hidden_size=768,
@@ -194,13 +191,43 @@ def _variant(label: str, trainable: int, denominator: int) -> dict[str, Any]:
     }
 
 
+def _formula_variants(
+    count: ParameterFormula, base: int, clip: int, tasks: int
+) -> list[dict[str, Any]]:
+    variants = [
+        _variant(
+            f"LLaVA-1.5-7B + the method's tensors after {tasks} tasks (mcit's definition)",
+            count.trainable,
+            base + count.added,
+        ),
+        _variant("LLaVA-1.5-7B alone", count.trainable, base),
+    ]
+    if count.guidance_encoder:
+        variants += [
+            _variant(
+                "LLaVA-1.5-7B + CLIP-L/336 guidance encoder + the first task's tensors",
+                count.trainable,
+                base + clip + count.first_task,
+            ),
+            _variant(
+                f"LLaVA-1.5-7B + CLIP-L/336 guidance encoder + the method's tensors after "
+                f"{tasks} tasks",
+                count.trainable,
+                base + clip + count.added,
+            ),
+        ]
+    return variants
+
+
 def paper_accounting(
-    methods: tuple[str, ...] = PAPER_METHODS, tasks: int = PAPER_TASKS
+    methods: tuple[str, ...] | None = None, tasks: int | None = None
 ) -> dict[str, Any]:
     """Trainable % of each method on LLaVA-1.5-7B (+ CLIP-L/336 for guidance) at task `tasks`,
-    under several denominators, beside the paper's figures where it gives one."""
-    from mcit.methods.modalprompt import ModalPromptArgs
-
+    under several denominators, beside the paper's figures where it gives one (by default the
+    methods and number of tasks of `mcit.bench.paper`)."""
+    paper = paper_figures()
+    methods = paper.accounting_methods if methods is None else methods
+    tasks = paper.accounting_tasks if tasks is None else tasks
     base_model = meta_llava_backbone()
     base = _numel(base_model)
     parts = {
@@ -211,42 +238,19 @@ def paper_accounting(
     }
     with torch.device("meta"):
         clip = _numel(CLIPModel(clip_l_336_config()))
-    d = base_model.hidden_size
+    shapes = ModelShapes(base_model.hidden_size, clip_l_336_config().projection_dim)
     known = set(method_names())
     out: dict[str, Any] = {}
     for name in methods:
         if name not in known:
             continue
-        entry: dict[str, Any] = {"tasks": tasks, "args": {}}
-        if name == "modalprompt":
-            args = ModalPromptArgs()
-            c = clip_l_336_config().projection_dim
-            per_task = modalprompt_task_parameters(d, c, args.prompt_length)
-            trainable, added = per_task, tasks * per_task
-            entry["args"] = dataclasses.asdict(args)
-            entry["counted_by"] = (
-                f"formula: L·d + (d·d + d) + (d·c + c) per task, L = {args.prompt_length}, "
-                f"d = {d}, c = {c} (CLIP-L/336 feature width)"
-            )
-            entry["variants"] = [
-                _variant(
-                    f"LLaVA-1.5-7B + the method's tensors after {tasks} tasks (mcit's definition)",
-                    trainable,
-                    base + added,
-                ),
-                _variant("LLaVA-1.5-7B alone", trainable, base),
-                _variant(
-                    "LLaVA-1.5-7B + CLIP-L/336 guidance encoder + the first task's tensors",
-                    trainable,
-                    base + clip + per_task,
-                ),
-                _variant(
-                    f"LLaVA-1.5-7B + CLIP-L/336 guidance encoder + the method's tensors after "
-                    f"{tasks} tasks",
-                    trainable,
-                    base + clip + added,
-                ),
-            ]
+        cls, args = method_class(name)
+        entry: dict[str, Any] = {"tasks": tasks, "args": dataclasses.asdict(args)}
+        formula = cls.parameters_by_formula(args, shapes, tasks)
+        if formula is not None:
+            trainable, added = formula.trainable, formula.added
+            entry["counted_by"] = f"formula: {formula.formula} (CLIP-L/336 feature width)"
+            entry["variants"] = _formula_variants(formula, base, clip, tasks)
         else:
             backbone = meta_llava_backbone()
             with torch.device("meta"):
@@ -254,7 +258,6 @@ def paper_accounting(
                 TaskReplay(method).advance(tasks, leave_last_open=True)
             trainable, total = count_parameters(method)
             added = total - base
-            entry["args"] = dataclasses.asdict(method.args)
             entry["counted_by"] = "registry, meta device"
             variants = [
                 _variant(
@@ -278,12 +281,12 @@ def paper_accounting(
         entry["added"] = added
         entry["total"] = base + added
         entry["trainable_pct"] = 100.0 * trainable / (base + added)
-        paper = PAPER_TRAINABLE_PCT.get(name)
-        entry["paper_pct"] = paper
-        if paper is not None:
-            nearest = min(entry["variants"], key=lambda v: abs(v["pct"] - paper))
+        printed = paper.trainable_pct.get(name)
+        entry["paper_pct"] = printed
+        if printed is not None:
+            nearest = min(entry["variants"], key=lambda v: abs(v["pct"] - printed))
             entry["nearest_variant"] = nearest["label"]
-            entry["nearest_matches_paper"] = round(nearest["pct"], 2) == paper
+            entry["nearest_matches_paper"] = round(nearest["pct"], 2) == printed
         out[name] = entry
     return {
         "backbone": "LLaVA-1.5-7B (CLIP-L/14-336 vision, 2-layer MLP projector, Llama-2-7B LM), "

@@ -33,11 +33,10 @@ from tqdm.auto import tqdm
 
 from mcit.bench.calls import TrainStep, inference_call, probe_generation
 from mcit.bench.lineup import (
-    BASE,
-    MOELORA,
     MethodSpec,
     build_on,
     default_method_configs,
+    reference_methods,
     resolve_methods,
 )
 from mcit.bench.params import count_method, paper_accounting
@@ -200,8 +199,10 @@ def run_bench(config: RunConfig, settings: BenchSettings, progress: bool = True)
     unknown = sorted(set(scaling_labels) - set(labels))
     if unknown:
         raise ConfigError(f"--scaling-methods: {unknown} are not among the bench's methods")
-    if BASE in labels and BASE not in scaling_labels:
-        scaling_labels.insert(0, BASE)
+    references = reference_methods()
+    reference_labels = references.labels()
+    if references.base is not None and references.base not in scaling_labels:
+        scaling_labels.insert(0, references.base)
 
     device, dtype = _device_and_dtype(config, settings)
     config.model.backbone.dtype = dtype
@@ -278,7 +279,7 @@ def run_bench(config: RunConfig, settings: BenchSettings, progress: bool = True)
                 ),
             },
             "optimizer_state_bytes": optimizer_bytes,
-            "vs": ratios_against(trained, label, (BASE, MOELORA)),
+            "vs": ratios_against(trained, label, reference_labels),
         }
     del steps
     for label, replay in replays.items():
@@ -314,7 +315,7 @@ def run_bench(config: RunConfig, settings: BenchSettings, progress: bool = True)
                     "latency_per_sample_s": summarize([s / b for s in seconds]).to_dict(),
                     "tokens_per_second": summarize([b * new_tokens / s for s in seconds]).to_dict(),
                     "memory": measured[label].memory(memory),
-                    "vs": ratios_against(measured, label, (BASE, MOELORA)),
+                    "vs": ratios_against(measured, label, reference_labels),
                 }
             )
     methods.clear()
@@ -340,6 +341,7 @@ def run_bench(config: RunConfig, settings: BenchSettings, progress: bool = True)
             memory,
             seed=config.seed,
             progress=progress,
+            base=references.base,
         )
 
     # 5. the papers' configuration
@@ -366,7 +368,7 @@ def run_bench(config: RunConfig, settings: BenchSettings, progress: bool = True)
             "timer": clock.name,
             "memory": memory.name,
             "memory_per_call": memory.resettable,
-            "references": {"base": BASE, "moelora": MOELORA},
+            "references": {"base": references.base, "baseline": references.baseline},
             "method_configs": str(folder) if folder is not None else None,
         },
         "environment": _environment(device),

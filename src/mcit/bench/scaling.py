@@ -1,4 +1,4 @@
-"""Inference cost against the number of learned tasks T (ModalPrompt's flat-cost claim).
+"""Inference cost against the number of learned tasks T (the claim that prompt selection keeps it flat).
 
 For each T (ascending) every method is brought to T learned tasks by replaying its stage plan
 without training (`mcit.bench.replay`; a method whose finished stages are not the first stages
@@ -19,7 +19,7 @@ import torch
 from accelerate.utils import set_seed
 
 from mcit.bench.calls import inference_call, probe_generation
-from mcit.bench.lineup import BASE, MethodSpec, build_on
+from mcit.bench.lineup import MethodSpec, build_on
 from mcit.bench.replay import TaskReplay
 from mcit.bench.timing import Clock, MemoryProbe, interleaved_rounds, paired_ratio, summarize
 from mcit.data.collate import Batch
@@ -62,8 +62,10 @@ def measure_scaling(
     memory: MemoryProbe,
     seed: int = 0,
     progress: bool = False,
+    base: str | None = None,
 ) -> dict[str, Any]:
-    """Latency at batch 1 for each T in `tasks`, every method in `specs` (the base included)."""
+    """Latency at batch 1 for each T in `tasks`, every method in `specs`; each also relative
+    to the method labelled `base` (the base model) measured in the same rounds."""
     held: dict[str, tuple[ContinualMethod, TaskReplay]] = {}
     entries: dict[str, list[dict[str, Any]]] = {spec.label: [] for spec in specs}
     for n_tasks in sorted(tasks):
@@ -102,8 +104,8 @@ def measure_scaling(
             entry = entries[label][-1]
             entry["latency_s"] = summarize(m.seconds).to_dict()
             entry["vs_base"] = (
-                paired_ratio(m.seconds, measured[BASE].seconds).to_dict()
-                if BASE in measured and label != BASE
+                paired_ratio(m.seconds, measured[base].seconds).to_dict()
+                if base in measured and label != base
                 else None
             )
     reference = reference_tasks(tasks)

@@ -9,7 +9,11 @@ from typing import Any
 from mcit.errors import ConfigError
 from mcit.files import read_json
 
-SCHEMA = "mcit-bench/1"
+SCHEMA = "mcit-bench/2"
+# Version 1 keyed the paper's baseline by that method's own name ("references": {"base": ...,
+# "<name>": ...}); version 2 by its role, "baseline". A version 1 file is read with the key
+# renamed.
+READABLE = ("mcit-bench/1", SCHEMA)
 
 SUMMARY_KEYS = ("median", "q1", "q3", "iqr", "min", "max", "n", "values")
 
@@ -46,19 +50,26 @@ def _ratios(node: Any, where: str, source: str) -> None:
 
 
 def validate_bench(bench: Any, source: str = "bench") -> dict[str, Any]:
-    """Return `bench` if it follows the schema, else raise BenchError naming the field."""
+    """Return `bench` if it follows the schema (a version 1 file brought to version 2's field
+    names, in place), else raise BenchError naming the field."""
     if not isinstance(bench, dict):
         raise BenchError(f"{source}: a bench file holds one JSON object")
     schema = _need(bench, "schema", str, "", source)
-    if schema != SCHEMA:
-        raise BenchError(f"{source}: field 'schema' is '{schema}'; this mcit reads '{SCHEMA}'")
+    if schema not in READABLE:
+        raise BenchError(
+            f"{source}: field 'schema' is '{schema}'; this mcit reads {', '.join(READABLE)}"
+        )
     settings = _need(bench, "settings", dict, "", source)
     for key in ("stage", "rounds", "train_batch", "new_tokens"):
         _need(settings, key, int, "settings.", source)
     _need(settings, "infer_batches", list, "settings.", source)
     references = _need(settings, "references", dict, "settings.", source)
-    for key in ("base", "moelora"):
-        _need(references, key, str, "settings.references.", source)
+    if schema == "mcit-bench/1":
+        named = [key for key in references if key != "base"]
+        if len(named) == 1:
+            references["baseline"] = references.pop(named[0])
+    for key in ("base", "baseline"):
+        _need(references, key, (str, type(None)), "settings.references.", source)
     methods = _need(bench, "methods", dict, "", source)
     for label, entry in methods.items():
         where = f"methods.{label}."

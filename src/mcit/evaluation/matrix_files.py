@@ -34,6 +34,7 @@ from mcit.evaluation.continual import (
     score_ceiling,
     validate_matrix,
 )
+from mcit.evaluation.run_results import RunResults
 from mcit.files import read_json, write_json_atomic
 
 __all__ = [
@@ -70,6 +71,9 @@ class AccuracyMatrix:
     # The highest valid score of each task (1000 for CIDEr, else 100), from the run's
     # task_metrics; None (a CSV matrix, an older results.json): 100 for every task.
     ceilings: list[float] | None = None
+    # Whether the run's method trains (results.json's 'trains'); None: not recorded (a CSV, an
+    # older results.json), for the caller to resolve from the method registry.
+    trains: bool | None = None
 
     @property
     def stages_done(self) -> int:
@@ -235,47 +239,28 @@ def read_matrix_csv_full(path: str | Path) -> AccuracyMatrix:
 
 
 # ------------------------------------------------------------------------------ results.json
-def matrix_from_results(results: Any, source: str = "results.json") -> AccuracyMatrix:
-    """The accuracy matrix of a run's results dict (`mcit.runner.run` writes it).
+def matrix_from_results(results: RunResults | Any, source: str = "results.json") -> AccuracyMatrix:
+    """The accuracy matrix of a run's results (`mcit.runner.run` writes them; a parsed
+    results.json is read through `RunResults.from_dict` first).
 
     A continual run trains task t at stage t (``stages[t].tasks == [tasks[t]]``); a
     single-stage run (multi-task, zero-shot) has one stage listing every task. Any other plan,
     or a stage that trains a task whose column is not yet due, is an error naming the stage.
     """
-    if not isinstance(results, dict):
-        raise MatrixError(f"{source}: expected a JSON object (an mcit run's results.json)")
-    for key in ("tasks", "matrix", "stages"):
-        if key not in results:
-            raise MatrixError(f"{source}: no {key!r} field; expected an mcit run's results.json")
-    tasks, matrix, stages = results["tasks"], results["matrix"], results["stages"]
-    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
-        raise MatrixError(f"{source}, field 'tasks': expected a list of task names")
-    if not isinstance(matrix, list):
-        raise MatrixError(f"{source}, field 'matrix': expected a list of rows")
-    if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
-        raise MatrixError(f"{source}, field 'stages': expected a list of objects")
-    if len(stages) != len(matrix):
-        raise MatrixError(
-            f"{source}: {len(stages)} entries in 'stages' but {len(matrix)} rows in 'matrix'"
-        )
+    if not isinstance(results, RunResults):
+        results = RunResults.from_dict(results, source)
+    tasks, matrix = results.tasks, results.matrix
     if not matrix:
         raise MatrixError(f"{source}: no finished stage yet (the 'matrix' is empty)")
-    trained = []
-    for t, stage in enumerate(stages):
-        names = stage.get("tasks")
-        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
-            raise MatrixError(
-                f"{source}, stages[{t}] (stage {t + 1}), field 'tasks': expected a list of names"
-            )
-        trained.append(names)
-    names = [str(s.get("name", f"stage {t + 1}")) for t, s in enumerate(stages)]
-    single = len(tasks) > 1 and len(stages) == 1 and sorted(trained[0]) == sorted(tasks)
-    method = results.get("method") if isinstance(results.get("method"), str) else None
-    ceilings = _task_ceilings(results, tasks, source)
+    trained = [stage.tasks for stage in results.stages]
+    names = [stage.name for stage in results.stages]
+    single = len(tasks) > 1 and len(trained) == 1 and sorted(trained[0]) == sorted(tasks)
+    method, trains = results.method, results.trains
+    ceilings = _task_ceilings(results.task_metrics, tasks, source)
     try:
         if single:
             out = AccuracyMatrix(
-                source, list(tasks), [matrix[0]], names, None, True, method, ceilings
+                source, list(tasks), [matrix[0]], names, None, True, method, ceilings, trains
             )
             out.continual_metrics()  # validates the row
             return out
@@ -300,18 +285,23 @@ def matrix_from_results(results: Any, source: str = "results.json") -> AccuracyM
     except MatrixError as exc:
         raise _relocated(exc, source) from None
     return AccuracyMatrix(
-        source, list(tasks), [list(r) for r in matrix], names, method=method, ceilings=ceilings
+        source,
+        list(tasks),
+        [list(r) for r in matrix],
+        names,
+        method=method,
+        ceilings=ceilings,
+        trains=trains,
     )
 
 
-def _task_ceilings(results: dict, tasks: list[str], source: str) -> list[float] | None:
+def _task_ceilings(
+    metrics: dict[str, str] | None, tasks: list[str], source: str
+) -> list[float] | None:
     """Each task's highest valid score from results.json's 'task_metrics' (a run of mcit before
     that field has none: every task is then scored 0-100)."""
-    metrics = results.get("task_metrics")
     if metrics is None:
         return None
-    if not isinstance(metrics, dict) or not all(isinstance(v, str) for v in metrics.values()):
-        raise MatrixError(f"{source}, field 'task_metrics': expected an object task → metric name")
     missing = [t for t in tasks if t not in metrics]
     if missing:
         raise MatrixError(f"{source}, field 'task_metrics': no metric for task {missing[0]!r}")
@@ -337,8 +327,10 @@ def load_accuracy_matrix(path: str | Path) -> AccuracyMatrix:
 
 
 def zero_shot_scores(zero_shot_run: AccuracyMatrix, tasks: list[str]) -> list[float | None]:
-    """b_i for `tasks` from a zero-shot run (FWT's reference, docs/metrics-and-reports.md), matched by name."""
-    if zero_shot_run.method not in (None, "zero-shot"):
+    """b_i for `tasks` from the run of a method that does not train (FWT's reference,
+    docs/metrics-and-reports.md), matched by name. A matrix that does not say whether its method
+    trains (`trains` None) is taken at its word."""
+    if zero_shot_run.trains:
         raise MatrixError(
             f"{zero_shot_run.source}: a {zero_shot_run.method!r} run, not a zero-shot run; "
             "FWT's b_i is the score of the untrained model"
@@ -352,7 +344,7 @@ def zero_shot_scores(zero_shot_run: AccuracyMatrix, tasks: list[str]) -> list[fl
 
 
 # ------------------------------------------------------------------------------ metrics.json
-def write_run_metrics(run_dir: Path, results: dict) -> dict | None:
+def write_run_metrics(run_dir: Path, results: RunResults | dict) -> dict | None:
     """Write `run_dir/metrics.json` (the `mcit metrics --json` object of the stages so far).
 
     The run has produced the matrix itself, so a matrix the metrics reject (e.g. a score out of

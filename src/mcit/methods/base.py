@@ -3,7 +3,9 @@
 A method is an `nn.Module` that holds the backbone and whatever it adds (LoRA, prompts,
 experts). The trainer wraps the method itself for DDP, so everything it trains is reached
 through `forward` (= `training_loss`). The trainer and the evaluator never branch on a method's
-name: what differs between methods lives in the hooks below.
+name: what differs between methods lives in the hooks below. What a method may show about
+itself (its per-input choices, per-stage analyses) is an optional protocol in
+`mcit.methods.inspection`.
 
 Naming: the DESIGN sketch calls the method's own save/load `state_dict`/`load_state_dict`;
 here they are `method_state`/`load_method_state`, because `nn.Module.state_dict` must keep its
@@ -13,6 +15,7 @@ meaning (the whole module) for DDP and accelerate.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,7 +27,6 @@ from mcit.config import check_fields, from_dict
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task, named_stage
 from mcit.errors import CheckpointError, ConfigError
-from mcit.evaluation.analysis import StageAnalysis
 from mcit.models.backbone import Backbone
 
 
@@ -45,6 +47,25 @@ class MethodArgs:
 
     def __post_init__(self) -> None:
         check_fields(self, "method.args")
+
+
+@dataclass(frozen=True)
+class ModelShapes:
+    """The sizes a parameter formula needs, of a model that is not built."""
+
+    lm_hidden: int  # d: the LM's hidden width
+    guidance_width: int  # c: the guidance encoder's feature width (e.g. CLIP's projection)
+
+
+@dataclass(frozen=True)
+class ParameterFormula:
+    """A method's parameters after some tasks, counted without building it."""
+
+    trainable: int  # what trains at the last stage
+    added: int  # everything the method holds beside the backbone
+    first_task: int  # what it holds after the first task
+    guidance_encoder: bool  # whether it also keeps a frozen guidance encoder beside it
+    formula: str  # how it was counted, for the reader
 
 
 class ContinualMethod(nn.Module):
@@ -109,38 +130,6 @@ class ContinualMethod(nn.Module):
         embeds = self.backbone.embed(batch.input_ids, batch.pixel_values)
         return self.backbone.generate(embeds, batch.attention_mask, max_new_tokens=max_new_tokens)
 
-    def explain(self, batch: Batch) -> list[dict[str, Any]]:
-        """Per sample, what the method chose for it at inference (e.g. ModalPrompt's selected
-        prompts and their similarities), for `mcit predict`; empty when there is nothing to show."""
-        return []
-
-    @classmethod
-    def format_explanation(cls, explanation: dict[str, Any]) -> list[str]:
-        """Readable lines of one sample's `explain` output for `mcit predict`. The default shows
-        each field: numbers to 3 decimals, lists of numbers on one line, lists of mappings as
-        numbered rows. A method overrides it to read its own fields (ModalPrompt does)."""
-        lines = []
-        for key, value in explanation.items():
-            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-                lines.append(f"{key}:")
-                lines += [
-                    f"  {i}. " + ", ".join(f"{k} {_short(v)}" for k, v in row.items())
-                    for i, row in enumerate(value, start=1)
-                ]
-            elif isinstance(value, list):
-                lines.append(f"{key}: " + ", ".join(_short(v) for v in value))
-            else:
-                lines.append(f"{key}: {_short(value)}")
-        return lines
-
-    # ------------------------------------------------------------------ analyses
-    def analyses(
-        self, test_sets: dict[str, list[Sample]], learned_tasks: list[str]
-    ) -> StageAnalysis:
-        """Matrices to save after a stage's evaluation (`RUN/analysis/stage_<t>/<name>.json`),
-        computed on the evaluated tasks' test samples; `learned_tasks` names the stages so far."""
-        return StageAnalysis()
-
     # ------------------------------------------------------------------ persistence
     def method_state(self) -> dict[str, torch.Tensor]:
         """Everything this method owns after a stage (never the frozen backbone): what trains,
@@ -181,6 +170,25 @@ class ContinualMethod(nn.Module):
         from mcit.train.checkpoint import read_stage
 
         saved = read_stage(stage_dir, remedy)
+        if saved.method is not None:  # the folder names the method and args it was saved by
+            mine = self.description()
+            if saved.method["name"] != mine["name"]:
+                raise CheckpointError(
+                    f"{stage_dir}: holds a '{saved.method['name']}' checkpoint, not "
+                    f"'{mine['name']}'"
+                )
+            changed = sorted(
+                key
+                for key in set(saved.method["args"]) | set(mine["args"])
+                if saved.method["args"].get(key) != mine["args"].get(key)
+            )
+            if changed:
+                key = changed[0]
+                raise CheckpointError(
+                    f"{stage_dir}: saved with method.args.{key}="
+                    f"{saved.method['args'].get(key)!r}, this method has "
+                    f"{mine['args'].get(key)!r}"
+                )
         recorded = saved.stages
         if recorded is not None and stages is not None and recorded != stages:
             raise CheckpointError(
@@ -198,6 +206,23 @@ class ContinualMethod(nn.Module):
         self.load_extra_state(saved.extra)
         return len(stages)
 
+    # ------------------------------------------------------------------ accounting
+    @classmethod
+    def parameters_by_formula(
+        cls, args: MethodArgs, shapes: ModelShapes, tasks: int
+    ) -> ParameterFormula | None:
+        """Only for a method that cannot be built without weights (one that loads an encoder
+        from a directory): its parameters on a model of `shapes` after `tasks` tasks, by
+        formula, for the bench's paper-scale accounting. The default, None, lets the bench build
+        the method on the meta device and count it. The contract tests check a formula against
+        the built method on the tiny backbone."""
+        return None
+
+    def description(self) -> dict[str, Any]:
+        """What `method.json` records beside the tensors (as PEFT's adapter_config.json): the
+        registry name and the args, as JSON gives them back."""
+        return {"name": self.name, "args": json.loads(json.dumps(dataclasses.asdict(self.args)))}
+
     def extra_state(self) -> dict[str, Any]:
         """JSON-able bookkeeping saved beside the tensors (tasks seen, counters)."""
         return {"tasks_seen": list(self.tasks_seen)}
@@ -208,10 +233,6 @@ class ContinualMethod(nn.Module):
 
 # ---------------------------------------------------------------------------- registry
 METHODS: dict[str, type[ContinualMethod]] = {}
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def register_method(cls: type[ContinualMethod]) -> type[ContinualMethod]:
@@ -251,6 +272,13 @@ def method_class(
         )
     cls = METHODS[name]
     return cls, from_dict(cls.args_class, args or {}, where="method.args")
+
+
+def method_trains(name: str | None) -> bool | None:
+    """Whether the registered method `name` trains; None for a name not registered here."""
+    _import_builtin_methods()
+    cls = METHODS.get(name) if name is not None else None
+    return None if cls is None else cls.trains
 
 
 def build_method(

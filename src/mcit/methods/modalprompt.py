@@ -49,7 +49,14 @@ from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task
 from mcit.errors import BackboneError
 from mcit.evaluation.analysis import StageAnalysis, analysis_matrix
-from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
+from mcit.methods.base import (
+    ContinualMethod,
+    LossOutput,
+    MethodArgs,
+    ModelShapes,
+    ParameterFormula,
+    register_method,
+)
 from mcit.models.guidance import GuidanceEncoder, GuidanceFeatures
 from mcit.models.prompting import (  # noqa: F401 (insert_after_bos: its historic home)
     PerTaskPrompts,
@@ -139,6 +146,27 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
         )
         projection.requires_grad_(trains_projection)
         self.projections.append(projection)
+
+    @classmethod
+    def parameters_by_formula(
+        cls, args: MethodArgs, shapes: ModelShapes, tasks: int
+    ) -> ParameterFormula:
+        """Per task: prompts P_t ∈ R^{L×d} [paper §3.1] and the projection g_t = Linear(d, d)
+        → SiLU → Linear(d, c) with biases [paper Eq. 3, 9]; only the current task's train, and
+        its g_t only when a prototype loss weight is above 0 (see `begin_task`)."""
+        assert isinstance(args, ModalPromptArgs)
+        d, c, length = shapes.lm_hidden, shapes.guidance_width, args.prompt_length
+        prompts, projection = length * d, (d * d + d) + (d * c + c)
+        trains_projection = (
+            args.prototype_loss_weight_image > 0 or args.prototype_loss_weight_text > 0
+        )
+        return ParameterFormula(
+            trainable=prompts + (projection if trains_projection else 0),
+            added=tasks * (prompts + projection),
+            first_task=prompts + projection,
+            guidance_encoder=True,
+            formula=f"L·d + (d·d + d) + (d·c + c) per task, L = {length}, d = {d}, c = {c}",
+        )
 
     def _freeze_learned(self, n: int) -> None:
         """P_i and g_i of the first `n` tasks never change again."""

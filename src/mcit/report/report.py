@@ -73,7 +73,7 @@ def _runs_section(runs: Sequence[RunRecord], notes: Sequence[str], warnings: lis
 
 
 def _fwt_note(runs: Sequence[RunRecord]) -> str:
-    zero_shot = [r.label for r in runs if r.method == "zero-shot" and r.matrix.single_stage]
+    zero_shot = [r.label for r in runs if not r.trains and r.matrix.single_stage]
     if not zero_shot:
         return "FWT needs a zero-shot run in the report and `eval.all_tasks=true` runs."
     return (

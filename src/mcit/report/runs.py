@@ -18,6 +18,7 @@ from mcit.errors import MatrixError, ReportError
 from mcit.evaluation.continual import ContinualMetrics, scale_note
 from mcit.evaluation.matrix_files import AccuracyMatrix, matrix_from_results
 from mcit.files import read_json
+from mcit.methods.base import method_trains
 from mcit.report.analysis import Analysis, last_stage_analyses
 
 __all__ = [
@@ -64,6 +65,16 @@ class RunRecord:
     @property
     def run_name(self) -> str:
         return str(self.results.get("run") or self.path.name)
+
+    @property
+    def trains(self) -> bool:
+        """Whether the run's method trains; a run that does not (the base model) gives FWT its
+        b_i. Recorded by the runner; for older files, the registered method's class says."""
+        recorded = self.results.get("trains")
+        if isinstance(recorded, bool):
+            return recorded
+        name = self.results.get("method")
+        return not isinstance(name, str) or method_trains(name) is not False
 
     @property
     def rehearsal_free(self) -> bool:
@@ -141,7 +152,7 @@ def load_runs(paths: list[str | Path]) -> list[RunRecord]:
             )
     for run, label in zip(runs, _labels(runs), strict=True):
         run.label = label
-    zero_shot = next((r for r in runs if r.method == "zero-shot" and r.matrix.single_stage), None)
+    zero_shot = next((r for r in runs if not r.trains and r.matrix.single_stage), None)
     if zero_shot is not None:
         b = list(zero_shot.matrix.matrix[0])
         for run in runs:

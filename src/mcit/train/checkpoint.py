@@ -37,9 +37,11 @@ def save_stage(
     tensors: dict[str, torch.Tensor],
     extra: dict[str, Any],
     stages: list[list[str]] | None = None,
+    method: dict[str, Any] | None = None,
 ) -> None:
     """Save what the method owns after a stage: `method.safetensors`, then `method.json` (its
-    checksum, the task names of each stage finished so far, and the method's extra state)."""
+    checksum, the task names of each stage finished so far, the method's extra state, and
+    `method`: its registry name and args, so the folder says what it holds)."""
     stage_dir.mkdir(parents=True, exist_ok=True)
     path = stage_dir / TENSORS
     with atomic_path(path) as tmp:
@@ -52,6 +54,7 @@ def save_stage(
             "tensors": {"file": TENSORS, "bytes": path.stat().st_size, "sha256": file_sha256(path)},
             "stages": stages,
             "extra": extra,
+            **({"method": method} if method is not None else {}),
         },
     )
 
@@ -64,6 +67,8 @@ class SavedStage:
     tensors: dict[str, torch.Tensor]
     extra: dict[str, Any]
     stages: list[list[str]] | None
+    # {"name": registry name, "args": the method's args}; None where not recorded.
+    method: dict[str, Any] | None = None
 
 
 def load_stage(
@@ -83,10 +88,19 @@ def read_stage(stage_dir: Path, remedy: str | None = None) -> SavedStage:
     saved = _manifest(stage_dir)
     if not tensors_path.is_file():
         raise CheckpointError(f"{tensors_path}: missing; {remedy}")
-    stages = None
+    stages, method = None, None
     if "format" in saved:
         record, extra = saved["tensors"], saved.get("extra", {})
         stages = _stage_names(saved.get("stages"), stage_dir / MANIFEST)
+        method = saved.get("method")
+        if method is not None and not (
+            isinstance(method, dict)
+            and isinstance(method.get("name"), str)
+            and isinstance(method.get("args"), dict)
+        ):
+            raise CheckpointError(
+                f"{stage_dir / MANIFEST}, field 'method': expected {{name: ..., args: {{...}}}}"
+            )
         size = tensors_path.stat().st_size
         if size != record.get("bytes"):
             raise CheckpointError(
@@ -104,7 +118,7 @@ def read_stage(stage_dir: Path, remedy: str | None = None) -> SavedStage:
         tensors = load_file(str(tensors_path))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{tensors_path}: unreadable ({err}); {remedy}") from None
-    return SavedStage(tensors, extra, stages)
+    return SavedStage(tensors, extra, stages, method)
 
 
 def _manifest(stage_dir: Path) -> dict[str, Any]:
