@@ -41,6 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if PartialState().is_main_process:
         from mcit.evaluation.continual import scale_note
         from mcit.evaluation.matrix_files import matrix_from_results
+        from mcit.methods.base import registered_class
 
         run_dir = Path(config.output_dir) / config.run_name
         matrix = matrix_from_results(results)
@@ -48,6 +49,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "\nAccuracy matrix (rows: after training stage; columns: task; "
             f"scores {scale_note(matrix.ceilings)}) — {config.method.name}"
         )
+        cls = registered_class(config.method.name)
+        if cls is not None and cls.reconstruction:
+            print(f"({config.method.name}: {cls.reconstruction})")
         print(format_matrix(results))
         _print_summary(matrix)
         print(f"\nrun directory: {run_dir}")

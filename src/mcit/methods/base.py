@@ -75,6 +75,9 @@ class ContinualMethod(nn.Module):
     trains: ClassVar[bool] = True
     # False for methods that keep old samples (replay): reported as not rehearsal-free.
     rehearsal_free: ClassVar[bool] = True
+    # Non-empty for a method rebuilt without its authors' code: what it is, shown by `mcit run`
+    # and marked in the reports.
+    reconstruction: ClassVar[str] = ""
 
     def __init__(self, backbone: Backbone, args: MethodArgs):
         super().__init__()
@@ -274,10 +277,16 @@ def method_class(
     return cls, from_dict(cls.args_class, args or {}, where="method.args")
 
 
+def registered_class(name: str | None) -> type[ContinualMethod] | None:
+    """The class registered as `name`, or None (an unknown name is not an error here: a report
+    may read runs of a method this installation lacks)."""
+    _import_builtin_methods()
+    return METHODS.get(name) if isinstance(name, str) else None
+
+
 def method_trains(name: str | None) -> bool | None:
     """Whether the registered method `name` trains; None for a name not registered here."""
-    _import_builtin_methods()
-    cls = METHODS.get(name) if name is not None else None
+    cls = registered_class(name)
     return None if cls is None else cls.trains
 
 

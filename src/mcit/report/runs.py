@@ -18,12 +18,13 @@ from mcit.errors import MatrixError, ReportError
 from mcit.evaluation.continual import ContinualMetrics, scale_note
 from mcit.evaluation.matrix_files import AccuracyMatrix, matrix_from_results
 from mcit.files import read_json
-from mcit.methods.base import method_trains
+from mcit.methods.base import method_trains, registered_class
 from mcit.report.analysis import Analysis, last_stage_analyses
 
 __all__ = [
     "COMPARABLE_CONFIG_KEYS",
     "NOT_REHEARSAL_FREE_MARK",
+    "RECONSTRUCTION_MARK",
     "RunRecord",
     "load_run",
     "load_runs",
@@ -44,6 +45,7 @@ COMPARABLE_CONFIG_KEYS = (
 one report should agree on them (`mcit compare` forces them; `mcit report` warns)."""
 
 NOT_REHEARSAL_FREE_MARK = "†"
+RECONSTRUCTION_MARK = "‡"
 
 
 @dataclass
@@ -73,8 +75,7 @@ class RunRecord:
         recorded = self.results.get("trains")
         if isinstance(recorded, bool):
             return recorded
-        name = self.results.get("method")
-        return not isinstance(name, str) or method_trains(name) is not False
+        return method_trains(self.results.get("method")) is not False
 
     @property
     def rehearsal_free(self) -> bool:
@@ -84,7 +85,16 @@ class RunRecord:
     @property
     def display(self) -> str:
         """The label in tables and legends, marked when the method keeps old samples."""
-        return self.label + ("" if self.rehearsal_free else f" {NOT_REHEARSAL_FREE_MARK}")
+        marks = ("" if self.rehearsal_free else f" {NOT_REHEARSAL_FREE_MARK}") + (
+            f" {RECONSTRUCTION_MARK}" if self.reconstruction else ""
+        )
+        return self.label + marks
+
+    @property
+    def reconstruction(self) -> str:
+        """The registered method's note when it is rebuilt without its authors' code."""
+        cls = registered_class(self.results.get("method"))
+        return cls.reconstruction if cls is not None else ""
 
     @property
     def manifest(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from mcit.evaluation.continual import ContinualMetrics, scale_note
 from mcit.evaluation.matrix_files import AccuracyMatrix
-from mcit.report.runs import NOT_REHEARSAL_FREE_MARK, RunRecord
+from mcit.report.runs import NOT_REHEARSAL_FREE_MARK, RECONSTRUCTION_MARK, RunRecord
 
 __all__ = [
     "BWT_NOTE",
@@ -253,14 +253,20 @@ def efficiency_tables(runs: Sequence[RunRecord]) -> tuple[str, str]:
 
 
 def rehearsal_note(runs: Sequence[RunRecord]) -> str:
-    """The footnote for runs marked as not rehearsal-free (empty when there are none)."""
+    """The footnotes for runs marked as not rehearsal-free or as reconstructions (empty when
+    there are none)."""
+    notes = []
     flagged = [r.label for r in runs if not r.rehearsal_free]
-    if not flagged:
-        return ""
-    return (
-        f"{NOT_REHEARSAL_FREE_MARK} not rehearsal-free: keeps samples of earlier tasks "
-        f"({', '.join(flagged)}); shown as a reference, not comparable with rehearsal-free methods."
-    )
+    if flagged:
+        notes.append(
+            f"{NOT_REHEARSAL_FREE_MARK} not rehearsal-free: keeps samples of earlier tasks "
+            f"({', '.join(flagged)}); shown as a reference, not comparable with rehearsal-free "
+            "methods."
+        )
+    notes += [
+        f"{RECONSTRUCTION_MARK} {r.label}: {r.reconstruction}." for r in runs if r.reconstruction
+    ]
+    return " ".join(notes)
 
 
 def analysis_summary_table(runs: Sequence[RunRecord]) -> str:
