@@ -227,3 +227,53 @@ def test_a_failed_method_does_not_lose_the_others(
     md = (out / "report.md").read_text()
     assert "**Note:** `finetune` did not finish (ConfigError: method.args: unknown key(s)" in md
     assert "| zero-shot | DirectT |" in md and "| finetune |" not in md
+
+
+def test_single_task_references_give_each_task_its_alone_gap(
+    micro_backbone_dirs, micro_benchmark, tmp_path
+) -> None:
+    """`--single-task`: every task learned alone from the base, once, reused on a second call;
+    task 1's reference repeats the continual run's first stage, so its gap is exactly 0."""
+    out, log = tmp_path / "out", []
+    overrides = [*compare_overrides(micro_benchmark), "data.order=[gqa, scienceqa]"]
+    result = compare(
+        "coin-mini",
+        ["finetune-lora", "zero-shot"],
+        out_dir=out,
+        overrides=overrides,
+        progress=False,
+        log=log.append,
+        single_task=True,
+    )
+    assert result.failed == {}
+    lora = json.loads((out / "finetune-lora" / "results.json").read_text())
+    single = json.loads((out / "finetune-lora" / "single-task.json").read_text())
+    assert set(single["scores"]) == {"gqa", "scienceqa"}
+    assert not (out / "zero-shot" / "single-task.json").exists()  # a single-stage run: no gap
+    assert single["scores"]["gqa"] == lora["matrix"][0][0]
+    (first,) = (out / "single-task").glob("finetune-lora-*/gqa")  # the same first stage, bit
+    for name in ("stage_1/method.safetensors", "predictions/stage_1/gqa.jsonl"):  # for bit
+        assert (first / name).read_bytes() == (out / "finetune-lora" / name).read_bytes(), name
+    gap = lora["matrix"][1][1] - single["scores"]["scienceqa"]
+    metrics = json.loads((out / "finetune-lora" / "metrics.json").read_text())
+    assert [x["alone_gap"] for x in metrics["per_task"]] == [0.0, gap]
+    assert metrics["summary"]["mean_alone_gap"] == gap
+    folders = sorted(p.parent.name for p in (out / "single-task").glob("*/*/results.json"))
+    assert folders == ["gqa", "scienceqa"]
+    md = result.report.read_text()
+    row = next(x for x in md.splitlines() if x.startswith("| finetune-lora | alone gap |"))
+    assert row.rstrip(" |").split(" | ")[2:] == ["0.00", f"{gap:.2f}", f"{gap:.2f}"]
+    assert "Alone gap_i = DirectT_i" in md
+    # The references are cached: a second compare reuses both and writes the same scores.
+    log.clear()
+    compare(
+        "coin-mini",
+        ["finetune-lora"],
+        out_dir=out,
+        overrides=overrides,
+        progress=False,
+        log=log.append,
+        single_task=True,
+    )
+    assert sum("single-task reference" in x and "reusing" in x for x in log) == 2
+    assert json.loads((out / "finetune-lora" / "single-task.json").read_text()) == single

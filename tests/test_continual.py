@@ -27,7 +27,7 @@ def test_one_task() -> None:
     out = compute_metrics(["A"], [[80]], zero_shot=[10])
     assert out == {
         "tasks": ["A"],
-        "per_task": [{"task": "A", "direct": 80.0, "final": 80.0, "caa": None}],
+        "per_task": [{"task": "A", "direct": 80.0, "final": 80.0, "caa": None, "alone_gap": None}],
         "per_stage": [{"stage": 1, "task": "A", "ma": 80.0, "bwt": None}],
         "summary": {
             "final_ma": 80.0,
@@ -37,6 +37,7 @@ def test_one_task() -> None:
             "mean_caa": None,
             "forgetting": None,
             "fwt": None,
+            "mean_alone_gap": None,
         },
     }
 
@@ -63,8 +64,8 @@ TWO = [[80, 20], [60, 90]]
 def test_two_tasks() -> None:
     out = compute_metrics(["A", "B"], TWO, zero_shot=[10, 15])
     assert out["per_task"] == [
-        {"task": "A", "direct": 80.0, "final": 60.0, "caa": 60.0},
-        {"task": "B", "direct": 90.0, "final": 90.0, "caa": None},
+        {"task": "A", "direct": 80.0, "final": 60.0, "caa": 60.0, "alone_gap": None},
+        {"task": "B", "direct": 90.0, "final": 90.0, "caa": None, "alone_gap": None},
     ]
     assert out["per_stage"] == [
         {"stage": 1, "task": "A", "ma": 80.0, "bwt": None},
@@ -78,6 +79,7 @@ def test_two_tasks() -> None:
         "mean_caa": 60.0,
         "forgetting": 20.0,
         "fwt": 5.0,
+        "mean_alone_gap": None,
     }
 
 
@@ -119,9 +121,9 @@ def test_three_tasks() -> None:
     out = compute_metrics(TASKS3, THREE, zero_shot=ZERO3)
     assert out["tasks"] == TASKS3
     assert out["per_task"] == [
-        {"task": "A", "direct": 90.0, "final": 75.0, "caa": 85.0},
-        {"task": "B", "direct": 80.0, "final": 50.0, "caa": 50.0},
-        {"task": "C", "direct": 60.0, "final": 60.0, "caa": None},
+        {"task": "A", "direct": 90.0, "final": 75.0, "caa": 85.0, "alone_gap": None},
+        {"task": "B", "direct": 80.0, "final": 50.0, "caa": 50.0, "alone_gap": None},
+        {"task": "C", "direct": 60.0, "final": 60.0, "caa": None, "alone_gap": None},
     ]
     stages = out["per_stage"]
     assert [(s["stage"], s["task"], s["bwt"]) for s in stages] == [
@@ -165,8 +167,8 @@ def test_single_stage_run() -> None:
     assert res.to_dict() == {
         "tasks": ["A", "B"],
         "per_task": [
-            {"task": "A", "direct": 40.0, "final": 40.0, "caa": None},
-            {"task": "B", "direct": 70.0, "final": 70.0, "caa": None},
+            {"task": "A", "direct": 40.0, "final": 40.0, "caa": None, "alone_gap": None},
+            {"task": "B", "direct": 70.0, "final": 70.0, "caa": None, "alone_gap": None},
         ],
         "per_stage": [{"stage": 1, "task": "A+B", "ma": 55.0, "bwt": None}],
         "summary": {
@@ -177,6 +179,7 @@ def test_single_stage_run() -> None:
             "mean_caa": None,
             "forgetting": None,
             "fwt": None,
+            "mean_alone_gap": None,
         },
     }
     # With one task it is the one-task stream of test_one_task.
@@ -328,3 +331,18 @@ def test_read_matrix_csv_errors(tmp_path: Path, text: str, message: str) -> None
 def test_read_matrix_csv_missing_file(tmp_path: Path) -> None:
     with pytest.raises(MatrixError, match="cannot read"):
         read_matrix_csv(tmp_path / "nope.csv")
+
+
+def test_alone_gap_by_hand() -> None:
+    # DirectT = 80 (A), 90 (B); learned alone s = 80, 95: gap = 0 and −5; the mean leaves
+    # task 1 out (learned from the base both ways): −5.
+    out = compute_metrics(["A", "B"], TWO, single_task=[80, 95])
+    assert [x["alone_gap"] for x in out["per_task"]] == [0.0, -5.0]
+    assert out["summary"]["mean_alone_gap"] == -5.0
+    missing = compute_metrics(["A", "B"], TWO, single_task=[80, None])
+    assert missing["per_task"][1]["alone_gap"] is None
+    assert missing["summary"]["mean_alone_gap"] is None
+    with pytest.raises(MatrixError, match="single-task score of 'B': .*outside 0-100"):
+        compute_metrics(["A", "B"], TWO, single_task=[80, 150])
+    with pytest.raises(MatrixError, match="single-task scores: 1 entries, expected 2"):
+        compute_metrics(["A", "B"], TWO, single_task=[80])

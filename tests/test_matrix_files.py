@@ -17,6 +17,7 @@ from mcit.evaluation.matrix_files import (
     read_matrix_csv_full,
     read_results_json,
     write_run_metrics,
+    write_single_task_file,
     zero_shot_scores,
 )
 
@@ -72,8 +73,8 @@ def test_partial_run_covers_the_finished_stages(tmp_path: Path) -> None:
     out = m.with_zero_shot([None, 25, 12]).metrics()
     assert out["tasks"] == ["A", "B"]
     assert out["per_task"] == [
-        {"task": "A", "direct": 90.0, "final": 95.0, "caa": 95.0},
-        {"task": "B", "direct": 80.0, "final": 80.0, "caa": None},
+        {"task": "A", "direct": 90.0, "final": 95.0, "caa": 95.0, "alone_gap": None},
+        {"task": "B", "direct": 80.0, "final": 80.0, "caa": None, "alone_gap": None},
     ]
     assert out["summary"] == {
         "final_ma": 87.5,
@@ -83,6 +84,7 @@ def test_partial_run_covers_the_finished_stages(tmp_path: Path) -> None:
         "mean_caa": 95.0,
         "forgetting": -5.0,
         "fwt": 5.0,
+        "mean_alone_gap": None,
     }
 
 
@@ -94,9 +96,9 @@ def test_single_stage_run_is_measured_once() -> None:
     assert m.metrics() == {
         "tasks": TASKS,
         "per_task": [
-            {"task": "A", "direct": 60.0, "final": 60.0, "caa": None},
-            {"task": "B", "direct": 30.0, "final": 30.0, "caa": None},
-            {"task": "C", "direct": 45.0, "final": 45.0, "caa": None},
+            {"task": "A", "direct": 60.0, "final": 60.0, "caa": None, "alone_gap": None},
+            {"task": "B", "direct": 30.0, "final": 30.0, "caa": None, "alone_gap": None},
+            {"task": "C", "direct": 45.0, "final": 45.0, "caa": None, "alone_gap": None},
         ],
         "per_stage": [{"stage": 1, "task": "A+B+C", "ma": 45.0, "bwt": None}],
         "summary": {
@@ -107,6 +109,7 @@ def test_single_stage_run_is_measured_once() -> None:
             "mean_caa": None,
             "forgetting": None,
             "fwt": None,
+            "mean_alone_gap": None,
         },
     }
 
@@ -337,3 +340,21 @@ def test_mcit_metrics_errors_are_one_line(tmp_path: Path, capsys, text: str, mes
     assert err.startswith("mcit metrics: error: ") and len(err.strip().splitlines()) == 1
     assert re.search(message, err)
     assert "Traceback" not in err
+
+
+def test_a_run_folder_with_single_task_scores_shows_the_alone_gap(tmp_path: Path, capsys) -> None:
+    # DirectT of THREE: A 90, B 80, C 60; learned alone: 90, 85, 70 -> gaps 0, -5, -10, mean -7.5.
+    path = write_results(tmp_path / "run", results_dict(THREE))
+    write_single_task_file(path.parent, {"A": 90.0, "B": 85.0, "C": 70.0}, {})
+    assert main(["metrics", str(path.parent), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [x["alone_gap"] for x in out["per_task"]] == [0.0, -5.0, -10.0]
+    assert out["summary"]["mean_alone_gap"] == -7.5
+    assert main(["metrics", str(path.parent)]) == 0
+    text = capsys.readouterr().out
+    assert "alone gap" in text and "mean alone gap (tasks 2..T)   -7.50" in text
+    (path.parent / "single-task.json").write_text(
+        json.dumps({"version": 1, "scores": {"A": "high"}, "references": {}})
+    )
+    assert main(["metrics", str(path.parent)]) == 2
+    assert "single-task.json, field 'scores.A': 'high' is not a number" in capsys.readouterr().err

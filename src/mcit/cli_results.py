@@ -121,6 +121,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         configs_dir=args.configs,
         progress=not args.quiet,
         bench=args.bench,
+        single_task=args.single_task,
     )
     if result.failed:
         print(
@@ -171,6 +172,12 @@ def add_result_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder (default: runs/compare-<benchmark>)")
     p.add_argument("--configs", default=None, help="folder with <benchmark>/<method>.yaml")
     p.add_argument("--bench", default=None, help="a bench JSON to include in the report")
+    p.add_argument(
+        "--single-task",
+        action="store_true",
+        help="also learn each task alone from the base with each continual method (cached "
+        "under OUT/single-task/), for each task's alone gap in the report",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every method")
     p.set_defaults(func=_cmd_compare)

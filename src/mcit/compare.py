@@ -13,6 +13,8 @@ go on; the report covers the methods that finished.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from typing import Any
 
 from mcit.config import RunConfig, load_config, parse_overrides, to_dict
 from mcit.errors import ConfigError
+from mcit.files import read_json
 from mcit.report.runs import COMPARABLE_CONFIG_KEYS
 
 __all__ = [
@@ -162,6 +165,62 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+# What a single-task reference run may differ in from its method's run: its folder and its
+# stream (one task). Everything else (method, args, budget, seed, data limits) is the same.
+_SINGLE_TASK_FREE_KEYS = ("name", "output_dir")
+
+
+def single_task_folder(out: Path, method: str, config: RunConfig) -> Path:
+    """Where the single-task references of `method` under `config` live: one folder per
+    method and config fingerprint (the stream's order left out), so that every stream of the
+    same tasks and budget shares them, and a changed budget gets new ones."""
+    tree = to_dict(config)
+    for key in _SINGLE_TASK_FREE_KEYS:
+        tree.pop(key, None)
+    tree["data"].pop("order", None)
+    tree["eval"].pop("all_tasks", None)
+    digest = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:10]
+    return out / "single-task" / f"{method}-{digest}"
+
+
+def run_single_task_references(
+    out: Path, method: str, config: RunConfig, tasks: Sequence[str], progress: bool, log
+) -> Path:
+    """Learn each task of the stream alone from the base with `method` and `config` (one run
+    per task, resumed or reused when already there), then write the scores into the method's
+    run folder as ``single-task.json`` (s_i of the alone gap, docs/metrics-and-reports.md) and
+    refresh its metrics.json."""
+    from mcit.evaluation.matrix_files import write_run_metrics, write_single_task_file
+    from mcit.runner import run
+
+    folder = single_task_folder(out, method, config)
+    scores: dict[str, float] = {}
+    references: dict[str, str] = {}
+    for i, task in enumerate(tasks, start=1):
+        alone = dataclasses.replace(
+            config,
+            name=task,
+            output_dir=str(folder),
+            data=dataclasses.replace(config.data, order=[task]),
+            eval=dataclasses.replace(config.eval, all_tasks=False),
+        )
+        done = (folder / task / "results.json").is_file()
+        log(
+            f"[mcit compare] {method}: single-task reference {i}/{len(tasks)} ({task}): "
+            f"{'reusing' if done else 'running'} {folder / task}"
+        )
+        results = run(alone, progress=progress)
+        (score,) = results.matrix[0]
+        scores[task] = score
+        references[task] = str(Path("..") / (folder / task).relative_to(out))
+    run_dir = out / method
+    path = write_single_task_file(run_dir, scores, references)
+    saved = run_dir / "results.json"
+    if saved.is_file():
+        write_run_metrics(run_dir, read_json(saved, ConfigError))
+    return path
+
+
 def compare(
     benchmark: str,
     methods: Sequence[str],
@@ -171,9 +230,12 @@ def compare(
     progress: bool = True,
     bench: str | Path | None = None,
     log: Callable[[str], None] = print,
+    single_task: bool = False,
 ) -> CompareResult:
     """Run (or resume) every method into ``out_dir/<method>`` and write one report there.
 
+    With `single_task`, each continual method also learns every task alone from the base
+    (`run_single_task_references`), and the report shows each task's alone gap.
     Config problems raise `ConfigError` before anything runs; a method that fails while running
     is logged (with its traceback under ``out_dir/<method>/error.txt``) and skipped.
     """
@@ -201,6 +263,14 @@ def compare(
         (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier, failed attempt
         result.finished.append(method)
         log(f"[mcit compare] ({k}/{len(prepared)}) {method}: done ({results.stages_done} stages)")
+        if single_task and len(results.stages) == len(results.tasks) > 1:  # continual runs only
+            try:
+                run_single_task_references(out, method, config, results.tasks, progress, log)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # the method's own run stands; only the gap is missing
+                result.failed[f"{method} (single-task)"] = _one_line(err)
+                log(f"[mcit compare] {method}: single-task references FAILED: {_one_line(err)}")
     from accelerate import PartialState
 
     if result.finished and PartialState().is_main_process:  # one report under torchrun

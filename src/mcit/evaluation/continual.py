@@ -18,6 +18,11 @@ Formulas (1-based, T tasks):
   mean_{i<T} (max_{l=i..T−1} a[l][i] − a[T][i]).
 - FWT = mean_{i≥2} (a[i−1][i] − b_i), b_i the zero-shot score of task i (undefined when any
   needed entry is missing).
+- Alone gap_i = a[i][i] − s_i, s_i the score of task i learned alone from the base model by the
+  same method and budget (a single-task reference run); mean alone gap = mean_{i≥2} gap_i.
+  Negative means the earlier tasks made learning task i worse: negative forward transfer in
+  the sense of the Fwd-Prompt paper. Task 1 is learned from the base in both runs, so it is
+  left out of the mean.
 
 A run that learns every task in one stage (joint multi-task training) or none (zero-shot) has
 one row over all T tasks. [spec] Reading the definitions with "task i learned at stage 1" for
@@ -89,6 +94,7 @@ class TaskMetrics:
     direct: float
     final: float
     caa: float | None
+    alone_gap: float | None = None  # DirectT_i − s_i, with a single-task reference
 
 
 @dataclass
@@ -112,6 +118,7 @@ class Summary:
     mean_caa: float | None
     forgetting: float | None
     fwt: float | None
+    mean_alone_gap: float | None = None  # mean over tasks 2..T of DirectT_i − s_i
 
 
 @dataclass
@@ -213,21 +220,25 @@ def validate_matrix(
 
 
 def _validate_zero_shot(
-    tasks: Sequence[str], zero_shot: Sequence[float | None], ceilings: Ceilings
+    tasks: Sequence[str],
+    zero_shot: Sequence[float | None],
+    ceilings: Ceilings,
+    kind: str = "zero-shot score",
 ) -> None:
+    """Reference scores, one per task (None where not evaluated), each in its task's range."""
     if len(zero_shot) != len(tasks):
         raise MatrixError(
-            f"zero-shot scores: {len(zero_shot)} entries, expected {len(tasks)} "
+            f"{kind}s: {len(zero_shot)} entries, expected {len(tasks)} "
             f"(one per task: {', '.join(tasks)}; None where not evaluated)"
         )
     for i, v in enumerate(zero_shot):
         if v is None:
             continue
         if not _is_number(v):
-            raise MatrixError(f"zero-shot score of {tasks[i]!r}: {v!r} is not a number")
+            raise MatrixError(f"{kind} of {tasks[i]!r}: {v!r} is not a number")
         problem = _check_score(v, _ceiling(ceilings, i))
         if problem:
-            raise MatrixError(f"zero-shot score of {tasks[i]!r}: {problem}")
+            raise MatrixError(f"{kind} of {tasks[i]!r}: {problem}")
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -239,15 +250,19 @@ def compute_continual(
     matrix: Matrix,
     zero_shot: Sequence[float | None] | None = None,
     ceilings: Ceilings = None,
+    single_task: Sequence[float | None] | None = None,
 ) -> ContinualMetrics:
     """All continual metrics of one stream, unrounded (see the module docstring).
 
-    `zero_shot[i]` is the score of task i+1 before any training (b_i), needed only for FWT.
-    Validates the matrix first (`validate_matrix`; `ceilings` as there).
+    `zero_shot[i]` is the score of task i+1 before any training (b_i), needed only for FWT;
+    `single_task[i]` its score learned alone from the base (s_i), needed only for the alone
+    gap. Validates the matrix first (`validate_matrix`; `ceilings` as there).
     """
     validate_matrix(tasks, matrix, ceilings=ceilings)
     if zero_shot is not None:
         _validate_zero_shot(tasks, zero_shot, ceilings)
+    if single_task is not None:
+        _validate_zero_shot(tasks, single_task, ceilings, "single-task score")
     n = len(tasks)
     a = [[None if v is None else float(v) for v in row] for row in matrix]
 
@@ -262,6 +277,11 @@ def compute_continual(
             direct=at(i, i),
             final=at(n - 1, i),
             caa=_mean([at(j, i) for j in range(i + 1, n)]),
+            alone_gap=(
+                at(i, i) - float(single_task[i])  # type: ignore[arg-type]
+                if single_task is not None and single_task[i] is not None
+                else None
+            ),
         )
         for i in range(n)
     ]
@@ -290,6 +310,7 @@ def compute_continual(
         mean_caa=_mean([x.caa for x in per_task if x.caa is not None]),
         forgetting=forgetting,
         fwt=fwt,
+        mean_alone_gap=_mean([x.alone_gap for x in per_task[1:] if x.alone_gap is not None]),
     )
     return ContinualMetrics(list(tasks), per_task, per_stage, summary)
 
@@ -299,18 +320,19 @@ def compute_metrics(
     matrix: Matrix,
     zero_shot: Sequence[float | None] | None = None,
     ceilings: Ceilings = None,
+    single_task: Sequence[float | None] | None = None,
 ) -> dict:
     """The JSON object of all continual metrics (docs/metrics-and-reports.md, "Continual metrics")::
 
         {"tasks": [...],
-         "per_task":  [{"task", "direct", "final", "caa"}, ...],
+         "per_task":  [{"task", "direct", "final", "caa", "alone_gap"}, ...],
          "per_stage": [{"stage", "task", "ma", "bwt"}, ...],
          "summary":   {"final_ma", "mean_ma", "final_bwt", "mean_bwt", "mean_caa",
-                       "forgetting", "fwt"}}
+                       "forgetting", "fwt", "mean_alone_gap"}}
 
     Floats unrounded, None (JSON null) where undefined. Raises `MatrixError` on a bad matrix.
     """
-    return compute_continual(tasks, matrix, zero_shot, ceilings).to_dict()
+    return compute_continual(tasks, matrix, zero_shot, ceilings, single_task).to_dict()
 
 
 def compute_single_stage(

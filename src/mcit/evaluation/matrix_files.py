@@ -44,7 +44,10 @@ __all__ = [
     "matrix_from_results",
     "read_matrix_csv",
     "read_results_json",
+    "read_single_task_file",
+    "with_single_task_file",
     "write_run_metrics",
+    "write_single_task_file",
     "zero_shot_scores",
 ]
 
@@ -74,6 +77,9 @@ class AccuracyMatrix:
     # Whether the run's method trains (results.json's 'trains'); None: not recorded (a CSV, an
     # older results.json), for the caller to resolve from the method registry.
     trains: bool | None = None
+    # s_i: each task's score learned alone from the base (the run folder's single-task.json,
+    # written by `mcit compare --single-task`); None where there is none.
+    single_task: list[float | None] | None = None
 
     @property
     def stages_done(self) -> int:
@@ -93,8 +99,9 @@ class AccuracyMatrix:
         n = len(self.matrix)
         zero_shot = self.zero_shot[:n] if self.zero_shot is not None else None
         ceilings = self.ceilings[:n] if self.ceilings is not None else None
+        single = self.single_task[:n] if self.single_task is not None else None
         return compute_continual(
-            self.tasks[:n], [row[:n] for row in self.matrix], zero_shot, ceilings
+            self.tasks[:n], [row[:n] for row in self.matrix], zero_shot, ceilings, single
         )
 
     def metrics(self) -> dict:
@@ -309,11 +316,60 @@ def _task_ceilings(
 
 
 def read_results_json(path: str | Path) -> AccuracyMatrix:
-    """The accuracy matrix of a run's `results.json` (or of the run directory holding it)."""
+    """The accuracy matrix of a run's `results.json` (or of the run directory holding it), with
+    the single-task scores of the folder's `single-task.json` when it has one."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    return matrix_from_results(read_json(path, MatrixError), str(path))
+    return with_single_task_file(
+        matrix_from_results(read_json(path, MatrixError), str(path)), path.parent
+    )
+
+
+# ------------------------------------------------------------------------- single-task.json
+SINGLE_TASK_FILE = "single-task.json"
+SINGLE_TASK_VERSION = 1
+
+
+def write_single_task_file(
+    run_dir: Path, scores: dict[str, float], references: dict[str, str]
+) -> Path:
+    """`run_dir/single-task.json`: each task's score learned alone from the base (s_i of the
+    alone gap) and the reference run folder it comes from."""
+    path = run_dir / SINGLE_TASK_FILE
+    write_json_atomic(
+        path, {"version": SINGLE_TASK_VERSION, "scores": scores, "references": references}
+    )
+    return path
+
+
+def read_single_task_file(path: Path, tasks: list[str]) -> list[float | None]:
+    """s_i for `tasks` from a single-task.json (None for a task it lacks); MatrixError names
+    the file and field."""
+    data = read_json(path, MatrixError)
+    if not isinstance(data, dict) or data.get("version") != SINGLE_TASK_VERSION:
+        raise MatrixError(f"{path}: not a single-task.json of version {SINGLE_TASK_VERSION}")
+    scores = data.get("scores")
+    if not isinstance(scores, dict):
+        raise MatrixError(f"{path}, field 'scores': expected an object task → score")
+    for task, value in scores.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MatrixError(f"{path}, field 'scores.{task}': {value!r} is not a number")
+    return [None if scores.get(t) is None else float(scores[t]) for t in tasks]
+
+
+def with_single_task_file(matrix: AccuracyMatrix, run_dir: Path) -> AccuracyMatrix:
+    """`matrix` with the single-task scores of `run_dir/single-task.json`, if there is one
+    (a single-stage run has no alone gap: it is left as it is)."""
+    path = run_dir / SINGLE_TASK_FILE
+    if matrix.single_stage or not path.is_file():
+        return matrix
+    out = dataclasses.replace(matrix, single_task=read_single_task_file(path, matrix.tasks))
+    try:
+        out.continual_metrics()  # the matrix was checked already: this checks the scores' ranges
+    except MatrixError as exc:
+        raise _relocated(exc, str(path)) from None
+    return out
 
 
 def load_accuracy_matrix(path: str | Path) -> AccuracyMatrix:
@@ -353,7 +409,8 @@ def write_run_metrics(run_dir: Path, results: RunResults | dict) -> dict | None:
 
     path = run_dir / "metrics.json"
     try:
-        metrics = matrix_from_results(results, str(run_dir / "results.json")).metrics()
+        matrix = matrix_from_results(results, str(run_dir / "results.json"))
+        metrics = with_single_task_file(matrix, run_dir).metrics()
     except MatrixError as exc:
         path.unlink(missing_ok=True)  # an older stage's metrics would pass for this one's
         warnings.warn(f"{path} not written: {exc}", stacklevel=2)

@@ -6,6 +6,8 @@ The Fisher is the empirical one: squared gradients of the LM loss on the task's 
 samples (ground-truth answers), computed in `end_task` over `fisher_batches` batches of
 `fisher_batch_size` samples. With batches of one sample it is the per-sample empirical Fisher;
 larger batches square a mean gradient and so shrink it by about the batch size, which λ absorbs.
+
+Specification: docs/methods/ewc.md.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 The lower reference for forgetting: the same weights are continued on every task with no
 protection of what was learned before.
+
+Specification: docs/methods/finetune.md.
 """
 
 from __future__ import annotations

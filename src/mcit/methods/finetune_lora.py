@@ -1,5 +1,8 @@
 """Sequential LoRA fine-tuning (CoIN's baseline): one LoRA on every linear layer of the LM,
-continued task after task. Built on peft; only the LoRA weights train."""
+continued task after task. Built on peft; only the LoRA weights train.
+
+Specification: docs/methods/finetune-lora.md.
+"""
 
 from __future__ import annotations
 

@@ -24,6 +24,8 @@ gradient of an unselected prompt or key is exactly zero.
   was selected during the training of tasks 1..t−1; inference always uses Eq. 3. The counts
   live in the buffer `usage` (saved with the state; under DDP, rank 0's counts, which DDP
   broadcasts with the other buffers).
+
+Specification: docs/methods/l2p.md.
 """
 
 from __future__ import annotations

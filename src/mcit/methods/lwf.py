@@ -4,6 +4,8 @@ the model as the stage began (the previous stage's model).
 
 The old model is not a copy of the LMM: it is a snapshot of the LoRA weights, swapped in for
 one extra forward pass without gradient, so its cost is one adapter's memory at any scale.
+
+Specification: docs/methods/lwf.md.
 """
 
 from __future__ import annotations

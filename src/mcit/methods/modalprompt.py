@@ -33,6 +33,8 @@ on), `prompt_length` (L) and `top_k` (k).
 
 [spec] A sample without an image has no `f_img`: its similarity uses the text term alone and
 it is left out of the image term of the prototype loss.
+
+Specification: docs/methods/modalprompt.md.
 """
 
 from __future__ import annotations

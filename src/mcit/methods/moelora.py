@@ -9,6 +9,8 @@ peft has no dense token-gated mixture of LoRA experts (X-LoRA gates with a secon
 over the hidden states; Arrow routes among adapters trained beforehand), so the layer is
 written here: a wrapper around the frozen linear, its B matrices zero at the start, so the
 wrapped model starts equal to the base model.
+
+Specification: docs/methods/moelora.md.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 It is not continual: one stage sees every task's training data, shuffled together, and the
 evaluator then tests every task once. Same adapter and budget per task as `finetune-lora`.
+
+Specification: docs/methods/multitask.md.
 """
 
 from __future__ import annotations

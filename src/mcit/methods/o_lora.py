@@ -5,6 +5,8 @@ Each task gets its own peft LoRA adapter on the LM's linears; all blocks are act
 (peft sums the outputs of the active adapters), only the current one trains, and the loss
 pushes the current A towards orthogonality with every old A. Inference sums all blocks and
 needs no task id; parameters grow by one block per task.
+
+Specification: docs/methods/o-lora.md.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ with the number of tasks T (ModalPrompt's and L2P's prefixes do not).
 Init: each row a copy of the embedding of a random real, non-special token (as the authors' T5
 code copies random vocabulary embeddings; mcit shares ModalPrompt's init). Left out: the paper's
 residual MLP reparameterisation of the prompt (its BERT set-up, not its T5 one).
+
+Specification: docs/methods/progressive-prompts.md.
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ The buffer holds at most `buffer_size` samples, shared equally among the tasks s
 (the first tasks take the remainder): when a task ends its share is drawn at random from its
 training samples and every older task's share is cut to the new quota. Because each share is
 stored in random order, cutting it keeps a uniform random subset. From the second task on,
-`round(replay_ratio × batch_size)` samples of each batch are drawn from the buffer, uniformly
+`round(replay_ratio × n)` samples of each batch of n (the batch as drawn, `train.batch_size`
+but for a last short one) are drawn from the buffer, uniformly
 (so balanced over tasks), in place of as many current-task samples: the batch size, and so
 the compute budget, stays that of the other methods.
+
+Specification: docs/methods/replay.md.
 """
 
 from __future__ import annotations

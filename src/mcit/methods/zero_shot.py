@@ -1,4 +1,7 @@
-"""Zero-shot: the base model, untuned, on every task (the reference for forward transfer)."""
+"""Zero-shot: the base model, untuned, on every task (the reference for forward transfer).
+
+Specification: docs/methods/zero-shot.md.
+"""
 
 from __future__ import annotations
 

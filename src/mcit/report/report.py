@@ -118,6 +118,14 @@ def write_report(
         "",
         _fwt_note(runs),
     ]
+    if any(r.matrix.single_task is not None for r in runs):
+        md += [
+            "",
+            "Alone gap_i = DirectT_i − the score of task i learned alone from the base by the "
+            "same method and budget (`mcit compare --single-task`); its mean is over tasks "
+            "2..T. Negative: the earlier tasks made learning task i worse (negative forward "
+            "transfer).",
+        ]
     note = rehearsal_note(runs)
     if note:
         md += ["", note]

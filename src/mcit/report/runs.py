@@ -16,7 +16,11 @@ import yaml
 
 from mcit.errors import MatrixError, ReportError
 from mcit.evaluation.continual import ContinualMetrics, scale_note
-from mcit.evaluation.matrix_files import AccuracyMatrix, matrix_from_results
+from mcit.evaluation.matrix_files import (
+    AccuracyMatrix,
+    matrix_from_results,
+    with_single_task_file,
+)
 from mcit.files import read_json
 from mcit.methods.base import method_trains, registered_class
 from mcit.report.analysis import Analysis, last_stage_analyses
@@ -118,7 +122,7 @@ def load_run(path: str | Path) -> RunRecord:
         raise ReportError(f"{run_dir}: not a run folder (no results.json)")
     results = read_json(results_path, ReportError)
     try:
-        matrix = matrix_from_results(results, str(results_path))
+        matrix = with_single_task_file(matrix_from_results(results, str(results_path)), run_dir)
         metrics = matrix.continual_metrics()
     except MatrixError as exc:
         raise ReportError(str(exc)) from None

@@ -74,6 +74,7 @@ def _matrix_rows(matrix: AccuracyMatrix) -> list[list[str]]:
 def metrics_text(matrix: AccuracyMatrix, metrics: ContinualMetrics) -> str:
     """The readable form of `mcit metrics`: the matrix, per task, per stage, summary."""
     s = metrics.summary
+    alone = matrix.single_task is not None
     parts = [
         f"Accuracy matrix of {matrix.source} (rows: after training stage; columns: task; "
         f"scores {scale_note(matrix.ceilings)})",
@@ -92,8 +93,12 @@ def metrics_text(matrix: AccuracyMatrix, metrics: ContinualMetrics) -> str:
         "Per task (DirectT: right after learning it; ContinualT: after the last stage; CAA: mean "
         "over the later stages)",
         text_table(
-            ["task", "DirectT", "ContinualT", "CAA"],
-            [[x.task, fmt(x.direct), fmt(x.final), fmt(x.caa)] for x in metrics.per_task],
+            ["task", "DirectT", "ContinualT", "CAA", *(["alone", "alone gap"] if alone else [])],
+            [
+                [x.task, fmt(x.direct), fmt(x.final), fmt(x.caa)]
+                + ([fmt(matrix.single_task[i]), fmt(x.alone_gap)] if alone else [])
+                for i, x in enumerate(metrics.per_task)
+            ],
         ),
         "",
         "Per stage (MA: mean over the tasks learned so far; " + BWT_NOTE + ")",
@@ -114,6 +119,7 @@ def metrics_text(matrix: AccuracyMatrix, metrics: ContinualMetrics) -> str:
                 ["mean CAA", fmt(s.mean_caa)],
                 ["forgetting (Chaudhry)", fmt(s.forgetting)],
                 ["FWT", fmt(s.fwt)],
+                *([["mean alone gap (tasks 2..T)", fmt(s.mean_alone_gap)]] if alone else []),
             ],
         ),
     ]
@@ -127,14 +133,20 @@ def metrics_text(matrix: AccuracyMatrix, metrics: ContinualMetrics) -> str:
 
 # ------------------------------------------------------------------------------ several runs
 def per_task_table(runs: Sequence[RunRecord]) -> str:
-    """DirectT / ContinualT / CAA per task × run, with the mean over tasks."""
+    """DirectT / ContinualT / CAA per task × run, with the mean over tasks; and the alone gap
+    (DirectT − the task learned alone) for runs with single-task references, its mean over
+    tasks 2..T."""
     tasks = runs[0].matrix.tasks
     rows = []
     for run in runs:
         by_task = {x.task: x for x in run.metrics.per_task}
-        for key, name in (("direct", "DirectT"), ("final", "ContinualT"), ("caa", "CAA")):
+        measures = [("direct", "DirectT"), ("final", "ContinualT"), ("caa", "CAA")]
+        if run.matrix.single_task is not None:
+            measures.append(("alone_gap", "alone gap"))
+        for key, name in measures:
             values = [getattr(by_task[t], key) if t in by_task else None for t in tasks]
-            rows.append([run.display, name, *(fmt(v) for v in values), fmt(_mean(values))])
+            mean = run.metrics.summary.mean_alone_gap if key == "alone_gap" else _mean(values)
+            rows.append([run.display, name, *(fmt(v) for v in values), fmt(mean)])
     return markdown_table(["method", "metric", *tasks, "mean"], rows, left=2)
 
 
@@ -159,6 +171,8 @@ def per_stage_table(runs: Sequence[RunRecord]) -> str:
 
 
 def summary_table(runs: Sequence[RunRecord]) -> str:
+    """One row per run; an "alone gap" column when any run has single-task references."""
+    gaps = any(run.matrix.single_task is not None for run in runs)
     rows = []
     for run in runs:
         s = run.metrics.summary
@@ -177,6 +191,8 @@ def summary_table(runs: Sequence[RunRecord]) -> str:
                 fmt(s.fwt),
             ]
         )
+        if gaps:
+            rows[-1].append(fmt(s.mean_alone_gap))
     header = [
         "method",
         "rehearsal-free",
@@ -189,6 +205,8 @@ def summary_table(runs: Sequence[RunRecord]) -> str:
         "forgetting",
         "FWT",
     ]
+    if gaps:
+        header.append("alone gap")
     return markdown_table(header, rows, left=2)
 
 
