@@ -16,10 +16,9 @@ from micro_method import micro_stream, stub_task
 from torch.nn import functional as F
 
 from mcit.cli import main
-from mcit.config import EvalConfig, load_config
+from mcit.config import load_config
 from mcit.data.collate import Collator
 from mcit.errors import ConfigError
-from mcit.evaluation.evaluator import predict
 from mcit.methods.base import build_method
 from mcit.methods.l2p import L2P
 from mcit.models.guidance import GuidanceEncoder
@@ -238,22 +237,15 @@ def test_the_shared_pool_and_keys_train_on_every_task_and_the_backbone_never(tra
 
 
 def test_selection_never_reads_a_task_id(trained, stream):
+    # Answers independent of batch and task field: the contract tests, for every method. Here,
+    # the selection itself: a sample's prompts do not depend on its batch or its task field.
     method, *_ = trained
     _, tasks = stream
     collate = Collator(method.backbone)
-    eval_config = EvalConfig(batch_size=4, max_new_tokens=8)
-    per_task = {}
-    for task in tasks:
-        answers = predict(method, task.test, collate, eval_config, progress=False)
-        per_task.update({s.id: a for s, a in zip(task.test, answers, strict=True)})
     mixed = [s for t in tasks for s in t.test]
     random.Random(0).shuffle(mixed)
     assert len({s.task for s in mixed[:5]}) > 1  # the first batch of 5 mixes tasks
     mixed = [dataclasses.replace(s, task="?") for s in mixed]  # and no task field to read
-    shuffled = predict(
-        method, mixed, collate, dataclasses.replace(eval_config, batch_size=5), progress=False
-    )
-    assert {s.id: a for s, a in zip(mixed, shuffled, strict=True)} == per_task
     alone = torch.cat([method.selection([s])[0] for s in mixed])
     assert torch.equal(method.selection(mixed)[0], alone)
     # Inference cost is constant in the number of tasks: always N·L_p prompt tokens.

@@ -12,10 +12,8 @@ from accelerate.utils import set_seed
 from micro_method import learn_untrained, micro_stream, stub_task
 from torch.nn import functional as F
 
-from mcit.config import EvalConfig
 from mcit.data.collate import IGNORE, Collator
 from mcit.errors import ConfigError
-from mcit.evaluation.evaluator import predict
 from mcit.methods.base import build_method
 from mcit.methods.modalprompt import ModalPrompt, insert_after_bos
 from mcit.models.backbone import load_backbone
@@ -200,22 +198,14 @@ def test_vocabulary_lm_head_and_backbone_are_untouched(trained, stream):
 
 
 def test_selection_never_reads_a_task_id(trained, stream):
+    # Answers independent of batch and task field: the contract tests, for every method. Here,
+    # the selection itself.
     method, *_ = trained
     _, tasks = stream
-    collate = Collator(method.backbone)
-    eval_config = EvalConfig(batch_size=4, max_new_tokens=8)
-    per_task = {}
-    for task in tasks:
-        for s, p in zip(task.test, predict(method, task.test, collate, eval_config, progress=False),
-                        strict=True):  # fmt: skip
-            per_task[s.id] = p
     mixed = [s for t in tasks for s in t.test]
     random.Random(0).shuffle(mixed)
     assert len({s.task for s in mixed[:5]}) > 1  # the first batch of 5 mixes tasks
     mixed = [dataclasses.replace(s, task="?") for s in mixed]  # and no task field to read
-    shuffled = predict(method, mixed, collate, dataclasses.replace(eval_config, batch_size=5),
-                       progress=False)  # fmt: skip
-    assert {s.id: p for s, p in zip(mixed, shuffled, strict=True)} == per_task
     # The selected tasks of a sample do not depend on its batch or its task field either.
     alone = torch.cat([method.select([s]).tasks for s in mixed])
     assert torch.equal(method.select(mixed).tasks, alone)

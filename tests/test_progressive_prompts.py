@@ -2,7 +2,6 @@
 bit-identical after later tasks, only the newest prompt trains, the backbone never, no task id."""
 
 import dataclasses
-import random
 
 import pytest
 import torch
@@ -11,10 +10,9 @@ from accelerate.utils import set_seed
 from conftest import micro_overrides
 from micro_method import learn_untrained, micro_stream, stub_task
 
-from mcit.config import EvalConfig, load_config
+from mcit.config import load_config
 from mcit.data.collate import Collator
 from mcit.errors import ConfigError
-from mcit.evaluation.evaluator import predict
 from mcit.methods.base import build_method
 from mcit.methods.progressive_prompts import ProgressivePrompts
 from mcit.models.backbone import load_backbone
@@ -146,23 +144,6 @@ def test_backbone_is_untouched_and_only_prompts_are_saved(trained):
         assert torch.equal(value, backbone_before[key]), key
     assert set(method.method_state()) == {"prompts.0", "prompts.1", "prompts.2"}
     assert not any(p.requires_grad for p in method.backbone.parameters())
-
-
-def test_inference_needs_no_task_id(trained, stream):
-    method, *_ = trained
-    _, tasks = stream
-    collate = Collator(method.backbone)
-    eval_config = EvalConfig(batch_size=4, max_new_tokens=8)
-    per_task = {}
-    for task in tasks:
-        answers = predict(method, task.test, collate, eval_config, progress=False)
-        per_task.update({s.id: a for s, a in zip(task.test, answers, strict=True)})
-    mixed = [dataclasses.replace(s, task="?") for t in tasks for s in t.test]
-    random.Random(0).shuffle(mixed)
-    shuffled = predict(
-        method, mixed, collate, dataclasses.replace(eval_config, batch_size=5), progress=False
-    )
-    assert {s.id: a for s, a in zip(mixed, shuffled, strict=True)} == per_task
 
 
 def test_a_run_saves_one_more_frozen_prompt_per_stage(
