@@ -316,13 +316,9 @@ def resolve_benchmark(
     return path
 
 
-# ============================================================================================
-# Registration of built-in named benchmarks goes HERE.
-# `coin-mini` (generated into a cache folder on first use) is registered by its own module,
-# mcit.data.synthetic; add e.g.
-#     register_benchmark("coin-mini", coin_mini.resolve)
-# keeping the import local or in that module so that this file has no import cycle.
-# ============================================================================================
+# The built-in named benchmarks (`coin-mini`, generated into a cache folder on first use) are
+# registered by `mcit.data.builtin.register_builtin_benchmarks`, which imports their generators
+# lazily; a new one is registered there.
 
 
 # --------------------------------------------------------------------------- validation
