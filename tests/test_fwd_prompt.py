@@ -200,6 +200,9 @@ def test_end_task_adds_the_tasks_inputs_and_the_bases_restore_exactly(
     # The report marks the method as a reconstruction and says so under the table.
     report = write_report([run_dir], tmp_path / "report").path.read_text()
     assert "fwd-prompt ‡" in report and "‡ fwd-prompt: a reconstruction" in report
+    for name in ("subspace_overlap", "energy_spectrum", "kept_subspace"):  # drawn as heatmaps
+        png = tmp_path / "report" / "plots" / f"analysis_fwd-prompt_{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
 def test_selection_scores_average_the_image_and_text_keys(setup):
