@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 from PIL import Image
 
 from mcit.data.benchmarks import (
@@ -137,7 +139,7 @@ def test_test_file_json_list_and_jsonl_read_alike(root: Path) -> None:
 
 
 def test_audio_task_uses_audio_key_and_tag(tmp_path: Path) -> None:
-    (tmp_path / "a.wav").write_bytes(b"RIFF....")
+    soundfile.write(str(tmp_path / "a.wav"), np.zeros(160, dtype=np.float32), 16_000)
     rec = {
         "id": "s",
         "audio": "a.wav",
@@ -146,6 +148,9 @@ def test_audio_task_uses_audio_key_and_tag(tmp_path: Path) -> None:
     path = write_json(tmp_path / "train.json", [rec])
     (sample,) = load_llava_train(path, tmp_path, "asr", "exact", modality="audio")
     assert sample.media == {"audio": str(tmp_path / "a.wav")} and sample.turns == [("Say?", "hi")]
+    (tmp_path / "a.wav").write_bytes(b"RIFF....")  # a clip libsndfile cannot read
+    with pytest.raises(DataError, match=r"field 'audio': not a readable audio file \(Libsndfile"):
+        load_llava_train(path, tmp_path, "asr", "exact", modality="audio")
 
 
 # --------------------------------------------------------------------------- errors

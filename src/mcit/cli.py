@@ -206,7 +206,8 @@ def _cmd_data_inspect(args: argparse.Namespace) -> int:
     for task in tasks:
         print(f"\n== {task.name} ({task.metric}, {task.modality})")
         for sample in task.test[: args.n]:
-            print(f"  [{sample.id}] {sample.media.get('image', '')}")
+            media = ", ".join(f"{kind} {path}" for kind, path in sample.media.items())
+            print(f"  [{sample.id}] {media or '(text only)'}")
             print("    Q: " + sample.instruction.replace("\n", "\n       "))
             print(f"    A: {sample.references[:3]}")
     return 0

@@ -18,6 +18,10 @@ class BackboneError(ValueError):
     """A backbone directory or setting that cannot be used; the message names it."""
 
 
+class MediaError(ValueError):
+    """An audio or video file that cannot be decoded as asked; the message names the file."""
+
+
 class ReportError(ValueError):
     """Runs or files a report cannot use; the message names the file (and field)."""
 

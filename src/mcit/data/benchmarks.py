@@ -22,6 +22,8 @@ from mcit.errors import DataError
 SPEC_FILE = "benchmark.yaml"
 _TOP_KEYS = ("name", "description", "tasks", "orders", "meta")  # meta: free-form, for generators
 _TASK_KEYS = ("name", "metric", "modality", "train", "test", "media_root", "description")
+# Keys whose value is not a string: an audio task's sample rate in Hz (every clip must have it).
+_NUMBER_KEYS = ("sample_rate",)
 
 
 @dataclass
@@ -35,6 +37,7 @@ class TaskSpec:
     test: Path
     media_root: Path
     description: str = ""
+    sample_rate: int | None = None  # audio tasks: the rate every clip must have, when declared
 
 
 @dataclass
@@ -152,8 +155,8 @@ def _parse_task(path: Path, index: int, raw: Any, problems: list[DataError]) -> 
     def bad(field_name: str, problem: str) -> None:
         problems.append(DataError(path, record, field_name, problem))
 
-    for key in sorted(set(raw) - set(_TASK_KEYS)):
-        bad(key, f"unknown key; allowed: {', '.join(_TASK_KEYS)}")
+    for key in sorted(set(raw) - set(_TASK_KEYS) - set(_NUMBER_KEYS)):
+        bad(key, f"unknown key; allowed: {', '.join(_TASK_KEYS + _NUMBER_KEYS)}")
     found = len(problems)  # problems from here on, but for missing files, drop the task
     strings = {}
     for key in _TASK_KEYS:
@@ -170,6 +173,12 @@ def _parse_task(path: Path, index: int, raw: Any, problems: list[DataError]) -> 
         bad("metric", f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
     if modality not in MODALITIES:
         bad("modality", f"unknown modality {modality!r}; known: {', '.join(MODALITIES)}")
+    sample_rate = raw.get("sample_rate")
+    if sample_rate is not None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
+            bad("sample_rate", f"expected a positive whole number of Hz, got {sample_rate!r}")
+        elif modality != "audio":
+            bad("sample_rate", f"only an audio task has a sample rate (this one is {modality})")
     # Files are checked even when other fields are bad, so validation lists every problem.
     root = path.parent
     for key in ("train", "test"):
@@ -191,6 +200,7 @@ def _parse_task(path: Path, index: int, raw: Any, problems: list[DataError]) -> 
         test=_join(root, strings["test"]),
         media_root=media_root,
         description=strings.get("description", ""),
+        sample_rate=sample_rate,
     )
 
 
@@ -249,12 +259,10 @@ def load_tasks(
     tasks = []
     for name in names:
         t = spec.task(name)
-        train = load_llava_train(
-            t.train, t.media_root, t.name, t.metric, t.modality, check_media, limit=train_limit
-        )
-        test = load_llava_test(
-            t.test, t.media_root, t.name, t.metric, t.modality, check_media, limit=test_limit
-        )
+        args = (t.media_root, t.name, t.metric, t.modality, check_media)
+        rate = t.sample_rate
+        train = load_llava_train(t.train, *args, limit=train_limit, sample_rate=rate)
+        test = load_llava_test(t.test, *args, limit=test_limit, sample_rate=rate)
         tasks.append(
             Task(t.name, t.metric, train, test, modality=t.modality, description=t.description)
         )
@@ -382,7 +390,16 @@ def validate_benchmark(path: str | Path) -> ValidationReport:
         errors: list[DataError] = []
         args = (t.media_root, t.name, t.metric, t.modality, True)
         # A missing file is already among the spec problems; don't report it twice.
-        train = load_llava_train(t.train, *args, errors=errors) if t.train.is_file() else []
-        test = load_llava_test(t.test, *args, errors=errors) if t.test.is_file() else []
+        rate = t.sample_rate
+        train = (
+            load_llava_train(t.train, *args, errors=errors, sample_rate=rate)
+            if t.train.is_file()
+            else []
+        )
+        test = (
+            load_llava_test(t.test, *args, errors=errors, sample_rate=rate)
+            if t.test.is_file()
+            else []
+        )
         report.tasks.append(TaskReport(t.name, len(train), len(test), [str(e) for e in errors]))
     return report

@@ -24,6 +24,7 @@ from typing import Any
 
 from PIL import Image
 
+from mcit.data.media import audio_problem, video_problem
 from mcit.data.sample import METRICS, MODALITIES, Sample
 from mcit.errors import DataError
 from mcit.files import write_text_atomic
@@ -49,6 +50,7 @@ def load_llava_train(
     *,
     limit: int | None = None,
     errors: list[DataError] | None = None,
+    sample_rate: int | None = None,
 ) -> list[Sample]:
     """Read a LLaVA/CoIN training file (a JSON list) into samples.
 
@@ -57,7 +59,7 @@ def load_llava_train(
     """
     path = Path(path)
     _check_arguments(metric, modality, limit)
-    media = _MediaCheck(Path(media_root), modality, check_media)
+    media = _MediaCheck(Path(media_root), modality, check_media, sample_rate)
     try:
         raw = _read_json(path)
         if not isinstance(raw, list):
@@ -86,6 +88,7 @@ def load_llava_test(
     *,
     limit: int | None = None,
     errors: list[DataError] | None = None,
+    sample_rate: int | None = None,
 ) -> list[Sample]:
     """Read a test file (a JSON list, or JSONL with one object a line) into samples.
 
@@ -94,7 +97,7 @@ def load_llava_test(
     """
     path = Path(path)
     _check_arguments(metric, modality, limit)
-    media = _MediaCheck(Path(media_root), modality, check_media)
+    media = _MediaCheck(Path(media_root), modality, check_media, sample_rate)
     try:
         records = _read_test_records(path)
     except DataError as err:
@@ -468,10 +471,11 @@ def _check_box(answer: str, where: _Where, field_name: str) -> None:
 class _MediaCheck:
     """Turns record paths into absolute paths and checks each file once per load."""
 
-    def __init__(self, root: Path, modality: str, check: bool):
+    def __init__(self, root: Path, modality: str, check: bool, sample_rate: int | None = None):
         self.root = _abs(root)
         self.modality = modality
         self.check = check
+        self.sample_rate = sample_rate
         self._problems: dict[str, str | None] = {}  # many questions share one image (VQAv2)
 
     def attach(self, relative: str | None, where: _Where) -> dict[str, str]:
@@ -487,10 +491,16 @@ class _MediaCheck:
         return {self.modality: file}
 
     def _problem(self, file: str) -> str | None:
+        if self.modality == "video" and os.path.isdir(file):  # a folder of frame images
+            return video_problem(file)
         if not os.path.isfile(file):
             return "file not found"
         if os.path.getsize(file) == 0:
             return "file is empty"
+        if self.modality == "audio":
+            return audio_problem(file, self.sample_rate)
+        if self.modality == "video":
+            return video_problem(file)
         if self.modality == "image":
             try:
                 with Image.open(file) as image:
