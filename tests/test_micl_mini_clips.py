@@ -44,7 +44,7 @@ def decoded(tmp_path_factory):
     out = []
     for i, ex in enumerate(generate_video_qa(40, random.Random(5))):
         path = folder / f"{i}.mp4"
-        save_mp4(ex, path)
+        save_mp4(ex.media, path)
         out.append((ex, read_video(path, FRAMES)))
     return out
 
@@ -52,7 +52,7 @@ def decoded(tmp_path_factory):
 def test_what_is_asked_happens_on_screen(decoded):
     step = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
     for ex, frames in decoded:
-        clip, first, last = ex.clip, frames[0], frames[-1]
+        clip, first, last = ex.media, frames[0], frames[-1]
         color = clip.subject.color
         if clip.event == "moves":
             shift = centre(mask(last, color)) - centre(mask(first, color))
@@ -76,25 +76,25 @@ def test_questions_and_captions_are_balanced_and_answered_by_the_clip():
         answers = Counter(ex.answer for ex in qa if ex.template == template)
         assert max(answers.values()) - min(answers.values()) <= 1, template
     for ex in qa:
-        subject = ex.clip.subject
+        subject = ex.media.subject
         expected = {
-            "direction": ex.clip.detail,
+            "direction": ex.media.detail,
             "mover_color": subject.color,
             "appearing_shape": subject.shape,
             "vanishing_color": subject.color,
-            "new_color": ex.clip.detail,
+            "new_color": ex.media.detail,
         }[ex.template]
-        assert ex.answer == expected and ex.clip.event == QUESTIONS[ex.template][0]
+        assert ex.answer == expected and ex.media.event == QUESTIONS[ex.template][0]
     captions = generate_video_captions(40, random.Random(0))
-    assert Counter(ex.clip.event for ex in captions) == {e: 10 for e in EVENTS}
+    assert Counter(ex.media.event for ex in captions) == {e: 10 for e in EVENTS}
     assert all(len(ex.references) == 3 and ex.answer == ex.references[0] for ex in captions)
-    assert all(ex.clip.subject.color in ex.answer for ex in captions)
+    assert all(ex.media.subject.color in ex.answer for ex in captions)
 
 
 def test_the_files_are_deterministic_per_seed(tmp_path):
     for seed, name in ((7, "a"), (7, "b"), (8, "c")):
         (ex,) = generate_video_qa(1, random.Random(seed))
-        save_mp4(ex, tmp_path / f"{name}.mp4")
+        save_mp4(ex.media, tmp_path / f"{name}.mp4")
     data = {n: (tmp_path / f"{n}.mp4").read_bytes() for n in "abc"}
     assert data["a"] == data["b"] != data["c"]
     assert video_frame_count(tmp_path / "a.mp4") == FRAMES
@@ -113,5 +113,5 @@ def test_a_written_video_task_validates_and_decodes(tmp_path: Path):
     (task,) = load_tasks(load_benchmark_spec(tmp_path))
     assert task.modality == "video" and len(task.train) == 6 and len(task.test) == 3
     frames = read_video(task.train[0].media["video"], FRAMES)
-    original = np.asarray(splits["train"][0].clip.frames[0]).astype(float)
+    original = np.asarray(splits["train"][0].media.frames[0]).astype(float)
     assert np.abs(np.asarray(frames[0]).astype(float) - original).mean() < 6  # near-lossless

@@ -65,7 +65,7 @@ def test_what_is_asked_is_audible(seed):
 
 def test_captions_and_questions_are_balanced_and_every_caption_has_references():
     captions = generate_audio_captions(100, random.Random(0))
-    pairs = Counter((ex.sound.kind, ex.sound.value) for ex in captions)
+    pairs = Counter((ex.media.kind, ex.media.value) for ex in captions)
     assert set(pairs) == set(CAPTIONS) and max(pairs.values()) - min(pairs.values()) <= 1
     assert all(len(ex.references) == 3 and ex.answer == ex.references[0] for ex in captions)
     qa = generate_audio_qa(200, random.Random(0))
@@ -79,20 +79,20 @@ def test_captions_and_questions_are_balanced_and_every_caption_has_references():
         assert len(answers) == expected and max(answers.values()) - min(answers.values()) <= 1
     for ex in qa:  # the answer describes the sound that was made
         if ex.template == "kind":
-            assert ex.answer == ex.sound.kind
+            assert ex.answer == ex.media.kind
         else:
-            assert ex.sound.kind == QUESTIONS[ex.template][0]
+            assert ex.media.kind == QUESTIONS[ex.template][0]
             assert ex.answer == {"rising": "up", "falling": "down"}.get(
-                ex.sound.value, ex.sound.value
+                ex.media.value, ex.media.value
             )
 
 
 def test_the_generator_is_deterministic_per_seed():
     a, b, c = (generate_audio_qa(12, random.Random(s)) for s in (3, 3, 4))
     assert [e.question for e in a] == [e.question for e in b]
-    assert all(np.array_equal(x.sound.samples, y.sound.samples) for x, y in zip(a, b, strict=True))
+    assert all(np.array_equal(x.media.samples, y.media.samples) for x, y in zip(a, b, strict=True))
     assert not all(
-        np.array_equal(x.sound.samples, y.sound.samples) for x, y in zip(a, c, strict=True)
+        np.array_equal(x.media.samples, y.media.samples) for x, y in zip(a, c, strict=True)
     )
 
 
@@ -118,4 +118,4 @@ def test_a_written_audio_task_validates_and_decodes(tmp_path: Path):
     sample = aqa.train[0]
     assert sample.turns == [(splits["train"][0].question, splits["train"][0].answer)]
     clip = read_audio(sample.media["audio"], sample_rate=RATE)
-    np.testing.assert_allclose(clip.samples, splits["train"][0].sound.samples, atol=1 / 2**15)
+    np.testing.assert_allclose(clip.samples, splits["train"][0].media.samples, atol=1 / 2**15)

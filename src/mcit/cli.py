@@ -124,12 +124,21 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_generate(args: argparse.Namespace) -> int:
+    from mcit.data.micl_mini.generate import generate_micl_mini
     from mcit.data.synthetic.coin_mini import generate_coin_mini
 
-    if args.benchmark != "coin-mini":
+    if args.benchmark not in ("coin-mini", "micl-mini"):
         raise SystemExit(
-            f"mcit data generate: unknown benchmark '{args.benchmark}' (known: coin-mini)"
+            f"mcit data generate: unknown benchmark '{args.benchmark}' "
+            "(known: coin-mini, micl-mini)"
         )
+    if args.benchmark == "micl-mini" and args.order:
+        print(
+            "mcit data generate: error: --order: micl-mini writes all six tasks with its two "
+            "orders (order1, order2); choose one with data.order when running",
+            file=sys.stderr,
+        )
+        return 2
     order = args.order.split(",") if args.order else None
     kwargs = {}
     if args.size:
@@ -144,7 +153,10 @@ def _cmd_data_generate(args: argparse.Namespace) -> int:
         if test:
             kwargs["test_size"] = int(test)
     try:
-        out = generate_coin_mini(Path(args.out), seed=args.seed, order=order, **kwargs)
+        if args.benchmark == "micl-mini":
+            out = generate_micl_mini(Path(args.out), seed=args.seed, **kwargs)
+        else:
+            out = generate_coin_mini(Path(args.out), seed=args.seed, order=order, **kwargs)
     except (ValueError, FileExistsError) as err:
         print(f"mcit data generate: error: {err}", file=sys.stderr)
         return 2
@@ -313,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="generate, validate or inspect a benchmark")
     dsub = data.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("generate", help="write an embedded benchmark in the LLaVA/CoIN format")
-    p.add_argument("benchmark", help="coin-mini")
+    p.add_argument("benchmark", help="coin-mini or micl-mini")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--order", default=None, help="comma-separated task names")

@@ -280,6 +280,12 @@ class ContinualRun:
         set_seed(config.seed)
 
         self.tasks = load_stream(config)
+        unread = [t.name for t in self.tasks if t.modality != "image"]
+        if unread:  # before the model loads: the backbones read images only, so far
+            raise ConfigError(
+                f"data.benchmark: tasks {', '.join(unread)} are audio or video; mcit's "
+                "backbones read images only so far (a multimodal backbone is not built yet)"
+            )
         # Each task's metric sets its score range (CIDEr ×100 passes 100); older runs lack it.
         task_metrics = {t.name: t.metric for t in self.tasks}
         results = None

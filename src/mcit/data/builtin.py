@@ -1,12 +1,14 @@
 """Named benchmarks that mcit provides itself, registered on first use.
 
-`coin-mini` is generated on first use into the user cache (or `data.data_dir`), keyed by the
-seed and a hash of the generators' source, so a changed generator never reuses stale data.
+`coin-mini` and `micl-mini` are generated on first use into the user cache (or
+`data.data_dir`), keyed by the seed and a hash of the generators' source, so a changed
+generator never reuses stale data.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from mcit.data.benchmarks import SPEC_FILE, register_benchmark, registered_benchmarks
@@ -32,19 +34,39 @@ def coin_mini_dir(data_dir: Path | None, seed: int) -> Path:
     return cache_root() / "data" / f"coin-mini-s{seed}-{source_hash('data/synthetic')}"
 
 
-def resolve_coin_mini(data_dir: Path | None, seed: int) -> Path:
-    """The coin-mini folder, generated once (under a lock, so parallel ranks wait for it)."""
-    from mcit.data.synthetic.coin_mini import generate_coin_mini
-
-    out = coin_mini_dir(data_dir, seed)
+def _generated_once(out: Path, generate: Callable[[Path], object]) -> Path:
+    """`out`, generated unless it holds a benchmark already (under a lock, so that parallel
+    ranks wait for one writer)."""
     if (out / SPEC_FILE).is_file():
         return out
     with file_lock(out.parent / f".{out.name}.lock"):
         if not (out / SPEC_FILE).is_file():
-            generate_coin_mini(out, seed=seed)
+            generate(out)
     return out
+
+
+def resolve_coin_mini(data_dir: Path | None, seed: int) -> Path:
+    """The coin-mini folder, generated once."""
+    from mcit.data.synthetic.coin_mini import generate_coin_mini
+
+    return _generated_once(coin_mini_dir(data_dir, seed), lambda out: generate_coin_mini(out, seed))
+
+
+def resolve_micl_mini(data_dir: Path | None, seed: int) -> Path:
+    """The micl-mini folder, generated once (keyed like coin-mini by the seed and the sources
+    of its generators, the coin-mini scene renderer included)."""
+    from mcit.data.micl_mini.generate import generate_micl_mini
+
+    if data_dir is not None:
+        out = Path(data_dir)
+    else:
+        used = ("data/micl_mini", *(f"data/synthetic/{m}.py" for m in ("scene", "vocab", "common")))
+        out = cache_root() / "data" / f"micl-mini-s{seed}-{source_hash(*used)}"
+    return _generated_once(out, lambda folder: generate_micl_mini(folder, seed))
 
 
 def register_builtin_benchmarks() -> None:
     if "coin-mini" not in registered_benchmarks():
         register_benchmark("coin-mini", resolve_coin_mini)
+    if "micl-mini" not in registered_benchmarks():
+        register_benchmark("micl-mini", resolve_micl_mini)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mcit.data.sample import Sample
-from mcit.errors import ConfigError
+from mcit.errors import BackboneError, ConfigError
 from mcit.models.backbone import IGNORE_INDEX
 
 IGNORE = IGNORE_INDEX
@@ -108,6 +108,13 @@ class Collator:
             head = (chat.system + " " if chat.system and i == 0 else "") + chat.user
             prompt = self._ids(head)
             if i == 0 and sample.media:
+                unread = sorted(set(sample.media) - {"image"})
+                if unread:  # never slots for media the model cannot see
+                    raise BackboneError(
+                        f"sample {sample.id!r} ({sample.task}) carries {', '.join(unread)}: "
+                        "this backbone reads images only (audio and video need a multimodal "
+                        "backbone, not built yet)"
+                    )
                 prompt = prompt + [self.backbone.image_token_id] * self.backbone.num_image_tokens
                 media_end = len(ids) + len(prompt)
                 user = "\n" + user

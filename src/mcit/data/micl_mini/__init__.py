@@ -1,4 +1,3 @@
-"""micl-mini: procedurally generated tasks mirroring MICL (image, audio and video ×
-captioning and QA). So far: the audio tasks (`sounds`), the video tasks (`clips`) and the task
-writer (`writer`); the image tasks, the benchmark folder with its two orders and its
-registration come next."""
+"""micl-mini: procedurally generated tasks mirroring MICL (image, video and audio ×
+captioning and QA) with MICL's two orders; `generate.generate_micl_mini` writes it, and
+`mcit.data.builtin` registers it as the named benchmark `micl-mini`."""

@@ -11,11 +11,12 @@ from balanced schedules, as in coin-mini.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from mcit.data.micl_mini.writer import MediaExample
 from mcit.data.synthetic.common import schedule
 from mcit.data.synthetic.scene import Obj, background_color, overlaps, render_objects
 from mcit.data.synthetic.vocab import COLOR_NAMES, SHAPES
@@ -59,17 +60,7 @@ class Clip:
         return [f"a {name} turns {c}", f"the {name} becomes {c}", f"a {shape} changes to {c}"]
 
 
-@dataclass
-class VideoExample:
-    clip: Clip
-    question: str
-    answer: str
-    references: list[str] = field(default_factory=list)
-    template: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.references:
-            self.references = [self.answer]
+VideoExample = MediaExample[Clip]
 
 
 def make_clip(
@@ -198,7 +189,7 @@ def generate_video_qa(n: int, rng: random.Random) -> list[VideoExample]:
     return out
 
 
-def save_mp4(example: VideoExample, path: Path) -> None:
+def save_mp4(clip: Clip, path: Path) -> None:
     """The clip as an MPEG-4 file (PyAV), `FPS` frames per second, one thread (so the bytes
     are the same on every machine for the same frames)."""
     import av
@@ -214,7 +205,7 @@ def save_mp4(example: VideoExample, path: Path) -> None:
         # motion-compensated frames, the later frames of a 64 px clip drift).
         stream.bit_rate = 4_000_000
         stream.options = {"g": "1"}
-        for image in example.clip.frames:
+        for image in clip.frames:
             frame = av.VideoFrame.from_ndarray(np.asarray(image), format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)

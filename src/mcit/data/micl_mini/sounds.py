@@ -11,11 +11,12 @@ listen rather than memorise files. Answers come from balanced schedules, as in c
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mcit.data.micl_mini.writer import MediaExample
 from mcit.data.synthetic.common import schedule
 
 RATE = 16_000
@@ -71,19 +72,7 @@ class Sound:
         return list(CAPTIONS[self.kind, self.value])
 
 
-@dataclass
-class AudioExample:
-    """One generated audio sample: the sound, the question, its answer and references."""
-
-    sound: Sound
-    question: str
-    answer: str
-    references: list[str] = field(default_factory=list)
-    template: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.references:
-            self.references = [self.answer]
+AudioExample = MediaExample[Sound]
 
 
 def _envelope(n: int, attack: int = 80) -> np.ndarray:
@@ -174,8 +163,8 @@ def generate_audio_qa(n: int, rng: random.Random) -> list[AudioExample]:
     return out
 
 
-def save_wav(example: AudioExample, path: Path) -> None:
-    """The example's sound as a 16-bit PCM WAV at `RATE` (written by soundfile)."""
+def save_wav(sound: Sound, path: Path) -> None:
+    """The sound as a 16-bit PCM WAV at `RATE` (written by soundfile)."""
     import soundfile
 
-    soundfile.write(str(path), example.sound.samples, RATE, subtype="PCM_16")
+    soundfile.write(str(path), sound.samples, RATE, subtype="PCM_16")

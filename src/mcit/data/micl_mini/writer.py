@@ -6,26 +6,40 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, TypeVar
+
+M = TypeVar("M")
 
 
-class GeneratedExample(Protocol):
+@dataclass
+class MediaExample(Generic[M]):
+    """One generated sample: its media (a picture, a clip, a sound), the question (no tag), its
+    answer and every accepted reference; `template` names the question template it came from,
+    so that balance can be checked per template."""
+
+    media: M
     question: str
     answer: str
-    references: list[str]
+    references: list[str] = field(default_factory=list)
+    template: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.references:
+            self.references = [self.answer]
 
 
 def write_task(
     root: Path,
     name: str,
     modality: str,
-    splits: dict[str, Sequence[Any]],
+    splits: dict[str, Sequence[MediaExample[Any]]],
     save_media: Callable[[Any, Path], None],
     suffix: str,
 ) -> Path:
     """Write `splits` ("train", "test": generated examples) of task `name` under `root/name`;
-    `save_media(example, path)` writes one example's media file (`suffix`, e.g. ".wav")."""
+    `save_media(media, path)` writes one example's media file (`suffix`, e.g. ".wav")."""
     folder = root / name
     (folder / "media").mkdir(parents=True, exist_ok=True)
     tag = f"<{modality}>"
@@ -33,7 +47,7 @@ def write_task(
         records: list[dict[str, Any]] = []
         for i, ex in enumerate(examples):
             media = f"media/{'t' if split == 'test' else ''}{i:05d}{suffix}"
-            save_media(ex, folder / media)
+            save_media(ex.media, folder / media)
             if split == "train":
                 records.append(
                     {

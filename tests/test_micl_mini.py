@@ -1,0 +1,88 @@
+"""micl-mini as a whole: six tasks (image, video, audio × captioning, QA) with MICL's two orders,
+written deterministically, validated, registered by name, and refused in one clear line by the
+image-only backbones until a multimodal one exists."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from conftest import micro_overrides
+
+from mcit.cli import main
+from mcit.config import load_config
+from mcit.data.benchmarks import load_benchmark_spec, load_tasks, validate_benchmark
+from mcit.data.collate import Collator
+from mcit.data.micl_mini.generate import ORDERS, TASKS, generate_micl_mini
+from mcit.errors import BackboneError, ConfigError
+from mcit.models.backbone import load_backbone
+from mcit.runner import run
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def micl(tmp_path_factory) -> Path:
+    return generate_micl_mini(tmp_path_factory.mktemp("m") / "micl", 0, 6, 3, progress=False)
+
+
+def test_six_tasks_two_orders_every_modality_and_metric(micl):
+    report = validate_benchmark(micl)
+    assert report.ok, report.format()
+    spec = load_benchmark_spec(micl)
+    assert spec.orders == ORDERS and [t.name for t in spec.tasks] == list(TASKS)
+    kinds = {(t.modality, t.metric) for t in spec.tasks}
+    assert kinds == {(m, k) for m in ("image", "video", "audio") for k in ("cider", "vqa")}
+    tasks = load_tasks(spec, order="order2")
+    assert [t.name for t in tasks] == ORDERS["order2"]
+    for task in tasks:
+        assert len(task.train) == 6 and len(task.test) == 3
+        assert all(task.modality in s.media for s in task.train + task.test)
+        if task.metric == "cider":  # several references per caption
+            assert all(len(s.references) == 3 for s in task.test)
+
+
+def test_the_same_seed_writes_the_same_bytes(micl, tmp_path):
+    again = generate_micl_mini(tmp_path / "again", 0, 6, 3, progress=False)
+    other = generate_micl_mini(tmp_path / "other", 1, 6, 3, progress=False)
+    assert _digests(again) == _digests(micl) != _digests(other)
+
+
+def test_the_cli_generates_it_and_refuses_an_order(tmp_path, capsys):
+    assert (
+        main(["data", "generate", "micl-mini", "--out", str(tmp_path / "m"), "--size", "2,1"]) == 0
+    )
+    assert validate_benchmark(tmp_path / "m").ok
+    assert (
+        main(["data", "generate", "micl-mini", "--out", str(tmp_path / "n"), "--order", "a"]) == 2
+    )
+    assert "--order: micl-mini writes all six tasks" in capsys.readouterr().err
+
+
+def test_image_only_backbones_refuse_audio_and_video_in_one_line(
+    micl, micro_backbone_dirs, micro_benchmark, tmp_path
+):
+    config = load_config(
+        None, [*micro_overrides(micro_benchmark, tmp_path), f"data.benchmark={micl}"]
+    )
+    with pytest.raises(ConfigError, match="tasks audiocaps, msvdqa, clothoaqa, msrvtt are audio"):
+        run(config, progress=False)
+    (audio, *_) = [t for t in load_tasks(load_benchmark_spec(micl)) if t.modality == "audio"]
+    collate = Collator(load_backbone(config.model.backbone))
+    with pytest.raises(BackboneError, match=r"carries audio: this backbone reads images only"):
+        collate(audio.train[:1])
+
+
+def test_it_is_registered_by_name(micl):
+    from mcit.data.benchmarks import resolve_benchmark
+    from mcit.data.builtin import register_builtin_benchmarks
+
+    register_builtin_benchmarks()
+    assert resolve_benchmark("micl-mini", data_dir=micl, seed=0) == micl  # there: not rewritten
