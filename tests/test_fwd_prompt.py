@@ -143,6 +143,25 @@ def test_with_no_old_task_and_beta_one_the_gradient_is_unchanged(setup):
     assert torch.equal(_projected(method, grad), grad.reshape(-1, D))
 
 
+def test_the_update_itself_stays_out_of_the_old_subspace_under_adamw(micro_benchmark, tmp_path):
+    """AdamW rescales each coordinate and weight decay pulls along every direction: the
+    trainer's steps still move the prompts only outside U_old (after_optimizer_step)."""
+    for residual in (True, False):
+        setup = micro_method(
+            micro_benchmark, tmp_path / str(residual), "fwd-prompt",
+            f"{{residual_projection: {str(residual).lower()}}}",
+        )  # fmt: skip
+        setup.config.train.weight_decay = 0.1
+        old, _ = _with_bases(setup.method)
+        setup.method.begin_task(0, setup.tasks[0])
+        before = setup.method.prompts.detach().clone()
+        setup.train(0, steps=3)
+        delta = (setup.method.prompts.detach() - before).reshape(-1, D)
+        inside = (delta @ old).abs().max() / delta.abs().max()
+        assert delta.abs().max() > 0
+        assert (inside < 1e-5) == residual, (residual, float(inside))
+
+
 def test_each_projection_switch_changes_only_its_own_part(setup):
     grad = torch.randn(10, 5, D, generator=torch.Generator().manual_seed(1))
     g = grad.reshape(-1, D)

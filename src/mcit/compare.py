@@ -269,7 +269,8 @@ def compare(
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # the method's own run stands; only the gap is missing
-                result.failed[f"{method} (single-task)"] = _one_line(err)
+                result.failed[f"{method} (single-task references)"] = _one_line(err)
+                (run_dir / "single-task-error.txt").write_text(traceback.format_exc())
                 log(f"[mcit compare] {method}: single-task references FAILED: {_one_line(err)}")
     from accelerate import PartialState
 
@@ -277,6 +278,12 @@ def compare(
         notes = [
             f"`{m}` did not finish ({reason}); see `{out / m / 'error.txt'}`."
             for m, reason in result.failed.items()
+            if m in dict(prepared)
+        ] + [
+            f"`{m.split(' (')[0]}` finished, but its single-task references failed ({reason}): "
+            f"no alone gap; see `{out / m.split(' (')[0] / 'single-task-error.txt'}`."
+            for m, reason in result.failed.items()
+            if m.endswith(" (single-task references)")
         ]
         try:
             report = write_report([out / m for m in result.finished], out, bench=bench, notes=notes)

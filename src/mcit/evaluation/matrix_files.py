@@ -410,7 +410,11 @@ def write_run_metrics(run_dir: Path, results: RunResults | dict) -> dict | None:
     path = run_dir / "metrics.json"
     try:
         matrix = matrix_from_results(results, str(run_dir / "results.json"))
-        metrics = with_single_task_file(matrix, run_dir).metrics()
+        try:
+            matrix = with_single_task_file(matrix, run_dir)
+        except MatrixError as exc:  # only the alone gap depends on it: the rest still counts
+            warnings.warn(f"{path}: written without the alone gap: {exc}", stacklevel=2)
+        metrics = matrix.metrics()
     except MatrixError as exc:
         path.unlink(missing_ok=True)  # an older stage's metrics would pass for this one's
         warnings.warn(f"{path} not written: {exc}", stacklevel=2)

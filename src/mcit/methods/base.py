@@ -121,6 +121,11 @@ class ContinualMethod(nn.Module):
     def before_optimizer_step(self) -> None:
         """Hook between backward and the optimizer step (e.g. gradient projection)."""
 
+    def after_optimizer_step(self) -> None:
+        """Hook right after the optimizer step, e.g. to project the update itself: an adaptive
+        optimizer (AdamW) rescales each coordinate, so a projected gradient alone does not
+        give a projected update."""
+
     def batch_samples(self, samples: list[Sample]) -> list[Sample]:
         """The samples of a training batch, before collation: a method may swap some for its own
         (replay mixes in stored samples). Default: the batch as drawn."""
@@ -180,17 +185,18 @@ class ContinualMethod(nn.Module):
                     f"{stage_dir}: holds a '{saved.method['name']}' checkpoint, not "
                     f"'{mine['name']}'"
                 )
-            changed = sorted(
-                key
-                for key in set(saved.method["args"]) | set(mine["args"])
-                if saved.method["args"].get(key) != mine["args"].get(key)
-            )
+            # Through the args class: keys added since the checkpoint take their defaults.
+            try:
+                parsed = from_dict(self.args_class, saved.method["args"], where="method.args")
+            except ConfigError as err:
+                raise CheckpointError(f"{stage_dir}: its method args do not fit ({err})") from None
+            theirs = json.loads(json.dumps(dataclasses.asdict(parsed)))
+            changed = sorted(k for k in theirs if theirs[k] != mine["args"].get(k))
             if changed:
                 key = changed[0]
                 raise CheckpointError(
-                    f"{stage_dir}: saved with method.args.{key}="
-                    f"{saved.method['args'].get(key)!r}, this method has "
-                    f"{mine['args'].get(key)!r}"
+                    f"{stage_dir}: saved with method.args.{key}={theirs[key]!r}, this method "
+                    f"has {mine['args'].get(key)!r}"
                 )
         recorded = saved.stages
         if recorded is not None and stages is not None and recorded != stages:

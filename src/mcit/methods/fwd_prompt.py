@@ -25,6 +25,8 @@ keys; what keeps old tasks is where the prompts' gradient may point.
   `G ← G U_pre U_preᵀ + β · G (I − U_pre U_preᵀ)` (β = `beta`: the part outside the pre-trained
   subspace damped), then `G ← G (I − U_old U_oldᵀ)` (no component in old tasks' subspace). The
   residual projection comes last [mcit] so that the component in U_old is exactly zero.
+  After the step the same projection is applied to the update ΔP itself [mcit]: AdamW rescales
+  each coordinate, so a projected gradient alone would not give a projected update.
   `residual_projection` and `pretrained_projection` switch each off (the ablations).
 
 Both bases are buffers of fixed shape `[d, d]` with their rank in a second buffer, so they are
@@ -46,7 +48,14 @@ from mcit.data.collate import Batch, Collator
 from mcit.data.sample import Sample, Task
 from mcit.errors import BackboneError, ConfigError
 from mcit.evaluation.analysis import StageAnalysis, analysis_matrix
-from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
+from mcit.methods.base import (
+    ContinualMethod,
+    LossOutput,
+    MethodArgs,
+    ModelShapes,
+    ParameterFormula,
+    register_method,
+)
 from mcit.models.guidance import GuidanceEncoder
 from mcit.models.prompting import prompted_inputs, random_token_rows, real_token_ids
 
@@ -99,10 +108,11 @@ class FwdPromptArgs(MethodArgs):
 def energy_rank(eigenvalues: torch.Tensor, energy: float, captured: float, total: float) -> int:
     """The fewest leading directions (eigenvalues σ², descending) that, added to the energy
     already `captured`, hold the fraction `energy` of `total` (GPM, Saha et al. 2021, Eq. 9)."""
-    if total <= 0 or captured >= energy * total:
+    target = energy * total * (1 - 1e-9)  # the same rounding allowance for both tests
+    if total <= 0 or captured >= target:
         return 0
     cumulative = captured + torch.cumsum(eigenvalues.clamp(min=0), dim=0)
-    reached = (cumulative >= energy * total * (1 - 1e-12)).nonzero()
+    reached = (cumulative >= target).nonzero()
     return int(reached[0]) + 1 if len(reached) else len(eigenvalues)
 
 
@@ -202,6 +212,23 @@ class FwdPrompt(ContinualMethod):
         self._set_basis("pretrained", basis)
         self.subspaces: list[dict[str, Any]] = []  # per learned task, what `end_task` measured
 
+    @classmethod
+    def parameters_by_formula(
+        cls, args: MethodArgs, shapes: ModelShapes, tasks: int
+    ) -> ParameterFormula:
+        """The pool P ∈ R^{M×L×d} and the image and text keys (2·M·c), shared by every task;
+        the keys train only when λ > 0. The bases are buffers, not parameters."""
+        assert isinstance(args, FwdPromptArgs)
+        d, c, m = shapes.lm_hidden, shapes.guidance_width, args.pool_size
+        pool, keys = m * args.prompt_length * d, 2 * m * c
+        return ParameterFormula(
+            trainable=pool + (keys if args.key_loss_weight > 0 else 0),
+            added=pool + keys,
+            first_task=pool + keys,
+            guidance_encoder=True,
+            formula=f"M·L·d + 2·M·c, M = {m}, L = {args.prompt_length}, d = {d}, c = {c}",
+        )
+
     # ------------------------------------------------------------------ bases
     def _basis(self, which: str) -> torch.Tensor:
         rank = int(getattr(self, f"{which}_rank"))
@@ -237,14 +264,16 @@ class FwdPrompt(ContinualMethod):
             out.append(embeds[batch.attention_mask.bool()].float().cpu())
         return torch.cat(out) if out else torch.zeros(0, self.backbone.hidden_size)
 
+    def _sampled(self, samples: list[Sample], key: str) -> list[Sample]:
+        """At most `subspace_samples` of `samples`, in file order, drawn with a seed made from
+        `key`: the same on every rank and on a resumed run, and bounded in memory."""
+        n = min(self.args.subspace_samples, len(samples))
+        picks = sorted(random.Random(f"fwd-prompt/{key}").sample(range(len(samples)), n))
+        return [samples[i] for i in picks]
+
     def end_task(self, task_id: int, task: Task, train_samples: list[Sample]) -> None:
         """U_old ← U_old extended by this task's inputs (GPM's energy criterion)."""
-        n = min(self.args.subspace_samples, len(train_samples))
-        # Seeded by the task's name: the same rows on every rank and on a resumed run.
-        picks = sorted(
-            random.Random(f"fwd-prompt/{task.name}").sample(range(len(train_samples)), n)
-        )
-        rows = self.input_rows([train_samples[i] for i in picks])
+        rows = self.input_rows(self._sampled(train_samples, task.name))
         inside_pretrained = None
         if len(rows):
             pre = self.pretrained_subspace.cpu().double()
@@ -290,18 +319,36 @@ class FwdPrompt(ContinualMethod):
         loss = lm + self.args.key_loss_weight * key
         return LossOutput(loss, {"lm": lm.item(), "key": key.item()})
 
-    @torch.no_grad()
-    def before_optimizer_step(self) -> None:
-        """The prompts' gradient damped outside U_pre, then projected off U_old (module doc)."""
-        grad = self.prompts.grad
-        if grad is None:
-            return
-        g = grad.reshape(-1, grad.shape[-1]).float()
+    def _projected(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows in R^d damped outside U_pre by β, then projected off U_old (module doc)."""
+        g = rows.float()
         if self.args.pretrained_projection and self.args.beta != 1.0:
             g = damp_outside(g, self.pretrained_subspace.to(g.device), self.args.beta)
         if self.args.residual_projection:
             g = project_off(g, self.old_tasks_basis.to(g.device))
-        grad.copy_(g.reshape(grad.shape).to(grad.dtype))
+        return g
+
+    @torch.no_grad()
+    def before_optimizer_step(self) -> None:
+        """The prompts' gradient projected (so that the optimizer's moments see it), and the
+        prompts as they are, for `after_optimizer_step`."""
+        self._before_step = self.prompts.detach().clone()
+        grad = self.prompts.grad
+        if grad is not None:
+            g = self._projected(grad.reshape(-1, grad.shape[-1]))
+            grad.copy_(g.reshape(grad.shape).to(grad.dtype))
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """The update itself projected: AdamW divides each coordinate by its own scale (and
+        weight decay pulls along every direction), so a projected gradient alone would still
+        move the prompts inside U_old."""
+        before = getattr(self, "_before_step", None)
+        if before is None:
+            return
+        delta = (self.prompts - before).reshape(-1, before.shape[-1])
+        self.prompts.copy_(before + self._projected(delta).reshape(before.shape).to(before.dtype))
+        self._before_step = None
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -330,7 +377,8 @@ class FwdPrompt(ContinualMethod):
     def analyses(
         self, test_sets: dict[str, list[Sample]], learned_tasks: list[str]
     ) -> StageAnalysis:
-        """The paper's motivating observation on the evaluated tasks' test inputs: the overlap
+        """The paper's motivating observation on the evaluated tasks' test inputs (at most
+        `subspace_samples` per task, seeded): the overlap
         of each pair of tasks' input subspaces (and with U_pre), each task's energy spectrum;
         and what the run kept per learned task (rank added, energy already in U_old)."""
         tasks = [name for name, samples in test_sets.items() if samples]
@@ -340,9 +388,8 @@ class FwdPrompt(ContinualMethod):
         spectra = []
         d = self.backbone.hidden_size
         for name in tasks:
-            basis, info = extend_basis(
-                torch.zeros(d, 0), self.input_rows(test_sets[name]), self.args.energy
-            )
+            rows = self.input_rows(self._sampled(test_sets[name], f"test/{name}"))
+            basis, info = extend_basis(torch.zeros(d, 0), rows, self.args.energy)
             own[name] = basis
             spectra.append((info["spectrum"] + [None] * SPECTRUM_SHOWN)[:SPECTRUM_SHOWN])
         pre = self.pretrained_subspace.cpu()

@@ -188,6 +188,7 @@ class Trainer:
                     parts[key] = parts.get(key, 0.0) + value / cfg.grad_accum
             method.before_optimizer_step()
             optimizer_step(optimizer, scheduler, params, cfg.max_grad_norm, acc.clip_grad_norm_)
+            method.after_optimizer_step()
             smoothed = loss_value if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * loss_value
             bar.set_postfix(loss=f"{smoothed:.3f}")
             if step % cfg.log_every == 0 or step == steps - 1:
