@@ -332,7 +332,10 @@ class FwdPrompt(ContinualMethod):
     def before_optimizer_step(self) -> None:
         """The prompts' gradient projected (so that the optimizer's moments see it), and the
         prompts as they are, for `after_optimizer_step`."""
-        self._before_step = self.prompts.detach().clone()
+        projects = self.args.residual_projection or (
+            self.args.pretrained_projection and self.args.beta != 1.0
+        )
+        self._before_step = self.prompts.detach().clone() if projects else None
         grad = self.prompts.grad
         if grad is not None:
             g = self._projected(grad.reshape(-1, grad.shape[-1]))
