@@ -46,7 +46,7 @@ from torch.nn import functional as F
 from mcit.config import AT_LEAST_1, NON_NEGATIVE, Bounds, setting
 from mcit.data.collate import Batch, Collator
 from mcit.data.sample import Sample, Task
-from mcit.errors import BackboneError, ConfigError
+from mcit.errors import ConfigError
 from mcit.evaluation.analysis import StageAnalysis, analysis_matrix
 from mcit.methods.base import (
     ContinualMethod,
@@ -56,7 +56,7 @@ from mcit.methods.base import (
     ParameterFormula,
     register_method,
 )
-from mcit.models.guidance import GuidanceEncoder
+from mcit.models.guidance import backbone_guidance
 from mcit.models.prompting import prompted_inputs, random_token_rows, real_token_ids
 
 FRACTION = Bounds(0.0, 1.0, low_open=True)
@@ -179,19 +179,8 @@ class FwdPrompt(ContinualMethod):
     )
 
     def attach(self) -> None:
-        clip_dir = self.backbone.clip_path
-        if not clip_dir:
-            raise BackboneError(
-                "model.backbone.clip_path: Fwd-Prompt needs a local CLIP directory for its keys "
-                "(the tiny backbone brings its own; set it for name = hf)"
-            )
-        # Not an nn.Module attribute: the frozen CLIP is never trained, saved or given to DDP.
-        self.guidance = GuidanceEncoder(
-            clip_dir,
-            text_projection=True,
-            dtype=self.backbone.input_embeddings.weight.dtype,
-            cache_size=self.args.guidance_cache_size,
-            shared_pixels=(self.backbone.image_processor, self.backbone.pixel_values),
+        self.guidance = backbone_guidance(
+            self.backbone, "Fwd-Prompt", "keys", True, self.args.guidance_cache_size
         )
         m, length, d = self.args.pool_size, self.args.prompt_length, self.backbone.hidden_size
         token_ids = real_token_ids(self.backbone, self.name)

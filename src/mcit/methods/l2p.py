@@ -40,10 +40,10 @@ from torch.nn import functional as F
 from mcit.config import AT_LEAST_1, NON_NEGATIVE, setting
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task
-from mcit.errors import BackboneError, ConfigError
+from mcit.errors import ConfigError
 from mcit.evaluation.analysis import StageAnalysis, analysis_matrix
 from mcit.methods.base import ContinualMethod, LossOutput, MethodArgs, register_method
-from mcit.models.guidance import GuidanceEncoder
+from mcit.models.guidance import backbone_guidance
 from mcit.models.prompting import prompted_inputs, random_token_rows, real_token_ids
 
 
@@ -75,20 +75,9 @@ class L2P(ContinualMethod):
     args: L2PArgs
 
     def attach(self) -> None:
-        clip_dir = self.backbone.clip_path
-        if not clip_dir:
-            raise BackboneError(
-                "model.backbone.clip_path: L2P needs a local CLIP directory for its query "
-                "features (the tiny backbone brings its own; set it for name = hf)"
-            )
-        # Not an nn.Module attribute: the frozen CLIP is never trained, saved or given to DDP.
         # Projected text features: the fallback query must live in the image features' space.
-        self.guidance = GuidanceEncoder(
-            clip_dir,
-            text_projection=True,
-            dtype=self.backbone.input_embeddings.weight.dtype,
-            cache_size=self.args.guidance_cache_size,
-            shared_pixels=(self.backbone.image_processor, self.backbone.pixel_values),
+        self.guidance = backbone_guidance(
+            self.backbone, "L2P", "query features", True, self.args.guidance_cache_size
         )
         m, length = self.args.pool_size, self.args.prompt_length
         rows = random_token_rows(

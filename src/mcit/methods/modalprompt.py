@@ -49,7 +49,6 @@ from torch.nn import functional as F
 from mcit.config import AT_LEAST_1, NON_NEGATIVE, Bounds, setting
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task
-from mcit.errors import BackboneError
 from mcit.evaluation.analysis import StageAnalysis, analysis_matrix
 from mcit.methods.base import (
     ContinualMethod,
@@ -59,7 +58,7 @@ from mcit.methods.base import (
     ParameterFormula,
     register_method,
 )
-from mcit.models.guidance import GuidanceEncoder, GuidanceFeatures
+from mcit.models.guidance import GuidanceFeatures, backbone_guidance
 from mcit.models.prompting import (  # noqa: F401 (insert_after_bos: its historic home)
     PerTaskPrompts,
     insert_after_bos,
@@ -118,19 +117,12 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
     args: ModalPromptArgs
 
     def attach(self) -> None:
-        clip_dir = self.backbone.clip_path
-        if not clip_dir:
-            raise BackboneError(
-                "model.backbone.clip_path: ModalPrompt needs a local CLIP directory for its "
-                "guidance features (the tiny backbone brings its own; set it for name = hf)"
-            )
-        # Not an nn.Module attribute: the frozen CLIP is never trained, saved or given to DDP.
-        self.guidance = GuidanceEncoder(
-            clip_dir,
-            text_projection=self.args.text_projection,
-            dtype=self.backbone.input_embeddings.weight.dtype,
-            cache_size=self.args.guidance_cache_size,
-            shared_pixels=(self.backbone.image_processor, self.backbone.pixel_values),
+        self.guidance = backbone_guidance(
+            self.backbone,
+            "ModalPrompt",
+            "guidance features",
+            self.args.text_projection,
+            self.args.guidance_cache_size,
         )
         self._init_task_prompts()  # P_t, one [L, d] per task
         self.projections = nn.ModuleList()  # g_t, one per task

@@ -32,6 +32,7 @@ from mcit.models.tokenizer import MEDIA_TOKENS
 
 if TYPE_CHECKING:  # models/ never imports data/ at run time
     from mcit.data.sample import Sample
+    from mcit.models.backbone import Backbone
 
 CLIP_TEXT_POSITIONS = 77  # CLIP's text context; longer instructions are truncated [code]
 
@@ -190,3 +191,24 @@ class GuidanceEncoder:
                 input_ids=input_ids, attention_mask=mask
             ).pooler_output
         return self.model.text_model(input_ids=input_ids, attention_mask=mask).pooler_output
+
+
+def backbone_guidance(
+    backbone: Backbone, method: str, purpose: str, text_projection: bool, cache_size: int
+) -> GuidanceEncoder:
+    """The frozen CLIP of `backbone`'s `clip_path` for a method's `purpose` (e.g. "keys"),
+    sharing the backbone's pixel cache; BackboneError, naming the method, when the backbone
+    has no CLIP directory. The method keeps it as a plain attribute, not a submodule: the
+    frozen CLIP is never trained, saved or given to DDP."""
+    if not backbone.clip_path:
+        raise BackboneError(
+            f"model.backbone.clip_path: {method} needs a local CLIP directory for its "
+            f"{purpose} (the tiny backbone brings its own; set it for name = hf)"
+        )
+    return GuidanceEncoder(
+        backbone.clip_path,
+        text_projection=text_projection,
+        dtype=backbone.input_embeddings.weight.dtype,
+        cache_size=cache_size,
+        shared_pixels=(backbone.image_processor, backbone.pixel_values),
+    )
