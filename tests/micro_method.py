@@ -10,7 +10,7 @@ from conftest import micro_overrides
 
 from mcit.config import RunConfig, load_config
 from mcit.data.collate import Batch, Collator
-from mcit.data.sample import Task
+from mcit.data.sample import Task, stream_modalities
 from mcit.methods.base import ContinualMethod, build_method
 from mcit.models.backbone import load_backbone
 from mcit.runner import load_stream, make_accelerator
@@ -42,7 +42,7 @@ class MicroSetup:
 def micro_method(benchmark: Path, out: Path, method: str, args: dict) -> MicroSetup:
     config = load_config(None, micro_overrides(benchmark, out, method, **{"method.args": args}))
     tasks = load_stream(config)
-    backbone = load_backbone(config.model.backbone)
+    backbone = load_backbone(config.model.backbone, stream_modalities(tasks))
     built = build_method(method, backbone, config.method.args)
     return MicroSetup(built, tasks, Collator(backbone), config)
 

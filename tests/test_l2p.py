@@ -371,7 +371,8 @@ def test_predict_shows_l2p_choices_as_readable_lines_not_json():
     ]
     text = format_prediction(
         Prediction(
-            run="r", method="l2p", stage=2, stages=2, question="q", image="i.png",
+            run="r", method="l2p", stage=2, stages=2, question="q",
+            media={"image": "i.png"},
             answer="a", explanation=explanation,
         )
     )  # fmt: skip

@@ -8,16 +8,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import micro_overrides
 
 from mcit.cli import main
-from mcit.config import load_config
 from mcit.data.benchmarks import load_benchmark_spec, load_tasks, validate_benchmark
-from mcit.data.collate import Collator
 from mcit.data.micl_mini.generate import ORDERS, TASKS, generate_micl_mini
-from mcit.errors import BackboneError, ConfigError
-from mcit.models.backbone import load_backbone
-from mcit.runner import run
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -64,20 +58,6 @@ def test_the_cli_generates_it_and_refuses_an_order(tmp_path, capsys):
         main(["data", "generate", "micl-mini", "--out", str(tmp_path / "n"), "--order", "a"]) == 2
     )
     assert "--order: micl-mini writes all six tasks" in capsys.readouterr().err
-
-
-def test_image_only_backbones_refuse_audio_and_video_in_one_line(
-    micl, micro_backbone_dirs, micro_benchmark, tmp_path
-):
-    config = load_config(
-        None, [*micro_overrides(micro_benchmark, tmp_path), f"data.benchmark={micl}"]
-    )
-    with pytest.raises(ConfigError, match="tasks audiocaps, msvdqa, clothoaqa, msrvtt are audio"):
-        run(config, progress=False)
-    (audio, *_) = [t for t in load_tasks(load_benchmark_spec(micl)) if t.modality == "audio"]
-    collate = Collator(load_backbone(config.model.backbone))
-    with pytest.raises(BackboneError, match=r"carries audio: this backbone reads images only"):
-        collate(audio.train[:1])
 
 
 def test_it_is_registered_by_name(micl):

@@ -18,8 +18,13 @@ MICRO = RECIPES["micro"]
 
 def _weights(root: Path) -> dict[str, torch.Tensor]:
     out = {}
-    for part in ("llava", "clip"):
-        for key, value in load_file(root / part / "model.safetensors").items():
+    for part, file in [
+        ("llava", "model.safetensors"),
+        ("clip", "model.safetensors"),
+        ("audio", "model.safetensors"),
+        ("audio", "heads.safetensors"),
+    ]:
+        for key, value in load_file(root / part / file).items():
             out[f"{part}.{key}"] = value
     return out
 
@@ -49,7 +54,7 @@ def test_interrupted_build_resumes_to_the_same_weights(micro_build, tmp_path):
     saved = torch.load(out / ".build" / "llava-checkpoint" / "trainer.pt", weights_only=True)
     assert saved["step"] == 1
     state = json.loads((out / ".build" / "state.json").read_text())
-    assert set(state["done"]) == {"tokenizer", "clip", "features"}
+    assert set(state["done"]) == {"tokenizer", "clip", "audio", "features"}
     with pytest.raises(BuildError, match="pass --resume"):
         build_base(MICRO, out, progress=False)
     with pytest.raises(BuildError, match=r"differs in \['llava_lr'\]"):
@@ -57,6 +62,61 @@ def test_interrupted_build_resumes_to_the_same_weights(micro_build, tmp_path):
     build_base(MICRO, out, resume=True, progress=False)
     assert (out / "DONE").is_file() and not (out / ".build").exists()
     assert _same(_weights(micro_build), _weights(out))
+
+
+def test_a_base_built_before_the_audio_stage_gains_it_and_nothing_else_changes(
+    micro_build, tmp_path
+):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(micro_build, old)
+    shutil.rmtree(old / "audio")
+    card = json.loads((old / "model_card.json").read_text())
+    for key in ("audio_probe",):
+        card.pop(key)
+    (old / "model_card.json").write_text(json.dumps(card))
+    before = {k: v for k, v in _weights(micro_build).items() if not k.startswith("audio.")}
+    build_base(MICRO, old, progress=False)
+    after = _weights(old)
+    assert _same(after, _weights(micro_build))  # the same audio encoder as a full build
+    assert _same({k: v for k, v in after.items() if not k.startswith("audio.")}, before)
+    card = json.loads((old / "model_card.json").read_text())
+    assert set(card["audio_probe"]) == {"tone", "chirp", "noise", "beats", "mean"}
+    assert card["audio_stage"]["config"]["audio_steps"] == MICRO.audio_steps
+    assert "## Audio encoder probe" in (old / "MODEL_CARD.md").read_text()
+
+
+def test_the_shipped_audio_encoder_hears_what_the_audio_tasks_ask():
+    """Held-out sounds (a seed never trained on), each matched to the nearest class
+    description: the kind and its value (pitch, direction, loudness, count of beats)."""
+    from safetensors.torch import load_file
+    from torch import nn
+    from transformers import AutoTokenizer, CLIPModel
+
+    from mcit.models.audio import load_audio_encoder
+    from mcit.pretrain.audio import CLASSES, DESCRIPTIONS, probe_audio
+    from mcit.pretrain.build import _encode_texts, _pad_right
+    from mcit.pretrain.shipped import shipped_dir
+
+    root = shipped_dir("tiny-lite0")
+    config = RECIPES["tiny-lite0"]
+    encoder = load_audio_encoder(root / "audio", tokens=1)
+    heads = load_file(root / "audio" / "heads.safetensors")
+    audio_head, text_head = nn.Linear(*heads["audio_head.weight"].T.shape), nn.Linear(128, 128)
+    audio_head.load_state_dict({k[11:]: v for k, v in heads.items() if k.startswith("audio_")})
+    text_head.load_state_dict({k[10:]: v for k, v in heads.items() if k.startswith("text_")})
+    tokenizer = AutoTokenizer.from_pretrained(root / "clip")
+    clip = CLIPModel.from_pretrained(root / "clip").eval()
+    texts = [t for c in CLASSES for t in DESCRIPTIONS[c]]
+    ids, mask = _pad_right(_encode_texts(tokenizer, texts, 77), tokenizer.pad_token_id)
+    with torch.no_grad():
+        text = clip.get_text_features(input_ids=ids, attention_mask=mask)
+    text = getattr(text, "pooler_output", text).reshape(len(CLASSES), 3, -1)
+    scores = probe_audio(encoder, audio_head, text_head, text, config)
+    card = json.loads((root / "model_card.json").read_text())
+    assert scores == card["audio_probe"]  # the card's figures, reproduced
+    assert min(scores[k] for k in ("tone", "chirp", "noise", "beats")) >= 85.0
 
 
 def test_a_killed_feature_stage_keeps_its_finished_chunks(tmp_path, monkeypatch):

@@ -182,13 +182,14 @@ def _print_long_records(root: Path, config_path: str | None) -> None:
     from mcit.config import load_config
     from mcit.data.benchmarks import load_benchmark_spec, load_tasks
     from mcit.data.collate import Collator
+    from mcit.data.sample import stream_modalities
     from mcit.models.backbone import load_backbone
 
     config = load_config(config_path)
-    collate = Collator(load_backbone(config.model.backbone))
     spec = load_benchmark_spec(root)
     total = 0
     tasks = load_tasks(spec, order=[t.name for t in spec.tasks])
+    collate = Collator(load_backbone(config.model.backbone, stream_modalities(tasks)))
     for task, files in zip(tasks, spec.tasks, strict=True):
         long = [(s, n) for s in task.train if (n := collate.length(s)) > collate.max_length]
         total += len(long)
@@ -230,8 +231,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from mcit.predict import format_prediction, predict_run
 
+    media = {m: getattr(args, m) for m in ("image", "audio", "video") if getattr(args, m)}
     prediction = predict_run(
-        args.run, args.image, args.question, stage=args.stage, max_new_tokens=args.max_new_tokens
+        args.run, media, args.question, stage=args.stage, max_new_tokens=args.max_new_tokens
     )
     print(json.dumps(asdict(prediction), indent=2) if args.json else format_prediction(prediction))
     return 0
@@ -345,10 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_data_inspect)
 
     p = sub.add_parser(
-        "predict", help="answer a question about an image with a trained run (no task id)"
+        "predict",
+        help="answer a question about an image, audio clip or video with a trained run "
+        "(no task id)",
     )
     p.add_argument("run", help="a run directory, e.g. runs/coin-mini-modalprompt")
-    p.add_argument("--image", required=True, help="image file")
+    medium = p.add_mutually_exclusive_group(required=True)
+    medium.add_argument("--image", help="image file")
+    medium.add_argument("--audio", help="audio file (16 kHz; WAV, FLAC, OGG ...)")
+    medium.add_argument("--video", help="video file, or a folder of frame images")
     p.add_argument("--question", required=True, help="the instruction, as in the task data")
     p.add_argument("--stage", type=int, default=None, help="after which stage (default: last)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the run's eval")

@@ -161,6 +161,10 @@ class ChatFormat:
     assistant: str = setting(" ASSISTANT:", help="text before each answer")
     answer_prefix: str = setting(" ", help="between the assistant tag and the answer")
     turn_end: str = setting("", help="after an answer, before the EOS that ends a turn")
+    audio_cue: str = setting(
+        "audio: ", help="text before an audio clip's slots (MICL's modality cue)"
+    )
+    video_cue: str = setting("video: ", help="text before a video's slots (MICL's modality cue)")
 
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
@@ -198,6 +202,26 @@ class BackboneConfig:
     tiny: dict[str, Any] = setting(
         default_factory=dict,
         help="name = tiny: TinyConfig overrides on top of the recipe (built once, then cached)",
+    )
+    audio_path: str | None = setting(
+        None,
+        help="local Whisper directory (WhisperModel, WhisperForConditionalGeneration or "
+        "WhisperEncoder) read for audio tasks (name = hf; the tiny base ships its own)",
+    )
+    audio_tokens: int = setting(
+        8,
+        help="LM slots an audio clip takes (the encoder's frames pooled in time)",
+        bounds=AT_LEAST_1,
+    )
+    video_frames: int = setting(
+        4,
+        help="frames sampled evenly from a video, each through the image tower",
+        bounds=AT_LEAST_1,
+    )
+    video_tokens: int | None = setting(
+        None,
+        help="LM slots a video takes, split evenly over its frames (default: as many as an image)",
+        bounds=AT_LEAST_1,
     )
     pixel_cache_mb: int = setting(
         2048, help="processed images kept in memory between epochs and stages", bounds=NON_NEGATIVE

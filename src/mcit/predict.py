@@ -1,4 +1,5 @@
-"""`mcit predict`: answer one question about one image with a trained run, without a task id,
+"""`mcit predict`: answer one question about one image, audio clip or video with a trained run,
+without a task id,
 and show what the method chose for that input (ModalPrompt: the tasks whose prompts it
 selected, with their similarities).
 
@@ -33,7 +34,7 @@ class Prediction:
     stage: int
     stages: int
     question: str
-    image: str
+    media: dict[str, str]
     answer: str
     explanation: dict[str, Any] = field(default_factory=dict)
 
@@ -46,9 +47,10 @@ def _read_results(run_dir: Path) -> dict:
 
 
 def load_trained(
-    run_dir: str | Path, stage: int | None = None
+    run_dir: str | Path, stage: int | None = None, modality: str = "image"
 ) -> tuple[RunConfig, ContinualMethod, int, int]:
-    """(config, method restored after `stage` (default: the last finished), stage, stages)."""
+    """(config, method restored after `stage` (default: the last finished), stage, stages).
+    The backbone loads the media the run's stream had (its manifest), and `modality`."""
     from mcit.models.backbone import load_backbone
     from mcit.runner import make_accelerator
 
@@ -69,7 +71,8 @@ def load_trained(
     if not stage_complete(stage_dir):
         raise ConfigError(f"{stage_dir}: missing or incomplete checkpoint")
 
-    backbone = load_backbone(config.model.backbone)
+    recorded = (results.get("manifest") or {}).get("modalities") or ["image"]
+    backbone = load_backbone(config.model.backbone, tuple(dict.fromkeys([*recorded, modality])))
     method = build_method(config.method.name, backbone, config.method.args)
     method.to(make_accelerator(config).device)
     # A checkpoint from before stages were recorded in it: the names in results.json.
@@ -86,49 +89,68 @@ def load_trained(
     return config, method, stage, finished
 
 
-def _check_image(path: Path) -> None:
-    if not path.is_file():
-        raise DataError(path, None, None, "no such image file")
-    try:
-        with Image.open(path) as im:
-            im.verify()
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(path, None, None, f"not a readable image ({err})") from err
+def _check_media(modality: str, path: Path) -> None:
+    """A missing or unreadable input file: an error naming it, before any model loads."""
+    from mcit.data.media import audio_problem, video_problem
+
+    if not path.exists():
+        raise DataError(path, None, None, f"no such {modality} file")
+    if modality == "image":
+        try:
+            with Image.open(path) as im:
+                im.verify()
+        except (UnidentifiedImageError, OSError) as err:
+            raise DataError(path, None, None, f"not a readable image ({err})") from err
+        return
+    from mcit.models.audio import SAMPLE_RATE
+
+    if modality == "audio":
+        problem = audio_problem(path, SAMPLE_RATE, whose="the audio encoder's")
+    else:
+        problem = video_problem(path)
+    if problem:
+        raise DataError(path, None, None, problem)
 
 
-def _without_image_tag(question: str) -> str:
-    """The question without its image tag, as the data loader reads a record: the collator
-    puts the image slot in front of the question itself."""
-    tag = TAGS["image"]
+def _without_media_tag(question: str, modality: str) -> str:
+    """The question without its media tag, as the data loader reads a record: the collator
+    puts the media slots in front of the question itself."""
+    tag = TAGS[modality]
     count = question.count(tag)
     if count > 1:
-        raise ConfigError(f"--question: {count} {tag} tags; the one image needs at most one")
+        raise ConfigError(f"--question: {count} {tag} tags; the one {modality} needs at most one")
     return remove_tag(question, tag)
 
 
 def predict_run(
     run_dir: str | Path,
-    image: str | Path,
+    media: dict[str, str | Path],
     question: str,
     stage: int | None = None,
     max_new_tokens: int | None = None,
 ) -> Prediction:
-    """The run's answer to `question` about `image`; no task id is given to the method."""
-    image = Path(image)
-    _check_image(image)
-    question = _without_image_tag(question)
+    """The run's answer to `question` about one medium (`{"image": path}`, `{"audio": ...}` or
+    `{"video": ...}`); no task id is given to the method."""
+    if len(media) != 1:
+        raise ConfigError("give exactly one of --image, --audio, --video")
+    ((modality, path),) = media.items()
+    if modality not in TAGS:
+        raise ConfigError(f"unknown medium {modality!r} (known: {', '.join(TAGS)})")
+    path = Path(path)
+    _check_media(modality, path)
+    question = _without_media_tag(question, modality)
     if not question.strip():
         raise ConfigError("--question: empty question")
     if max_new_tokens is not None and max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens: {max_new_tokens} must be at least 1")
-    config, method, stage, finished = load_trained(run_dir, stage)
+    config, method, stage, finished = load_trained(run_dir, stage, modality)
     sample = Sample(
-        id=f"predict:{image}",
+        id=f"predict:{path}",
         task="",  # unknown by design: the method must not need it
         turns=[(question, "")],
         references=[""],
         metric="exact",
-        media={"image": str(image.resolve())},
+        media={modality: str(path.resolve())},
     )
     batch = Collator(method.backbone)([sample], with_answer=False).to(method.backbone.device)
     budget = config.eval.max_new_tokens if max_new_tokens is None else max_new_tokens
@@ -140,7 +162,7 @@ def predict_run(
         stage=stage,
         stages=finished,
         question=question,
-        image=str(image),
+        media={modality: str(path)},
         answer=answer,
         explanation=explained[0] if explained else {},
     )

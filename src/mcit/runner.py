@@ -30,7 +30,7 @@ from mcit.data.benchmarks import load_benchmark_spec, load_tasks, resolve_benchm
 from mcit.data.builtin import register_builtin_benchmarks
 from mcit.data.collate import Collator
 from mcit.data.fingerprint import changed_tasks, task_fingerprints
-from mcit.data.sample import Task, joint_task
+from mcit.data.sample import Task, joint_task, stream_modalities
 from mcit.errors import ConfigError
 from mcit.evaluation.analysis import StageAnalysis, write_stage_analysis
 from mcit.evaluation.evaluator import check_answer_budget, evaluate_task, write_jsonl_atomic
@@ -92,7 +92,8 @@ def hold_out_validation(tasks: list[Task], n: int, seed: int = 0) -> list[Task]:
 def manifest(config: RunConfig, accelerator: Accelerator, tasks: list[Task]) -> dict[str, Any]:
     """What the numbers depend on, saved with them (the run manifest)."""
     versions = {}
-    for package in ("torch", "transformers", "accelerate", "peft", "tokenizers", "numpy", "pillow"):
+    packages = ("torch", "transformers", "accelerate", "peft", "tokenizers", "numpy", "pillow")
+    for package in (*packages, "soundfile", "av"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -118,6 +119,7 @@ def manifest(config: RunConfig, accelerator: Accelerator, tasks: list[Task]) -> 
         "device": str(accelerator.device),
         "processes": accelerator.num_processes,
         "dtype": config.model.backbone.dtype,
+        "modalities": list(stream_modalities(tasks)),  # what the backbone loaded
         "seed": config.seed,
         "eval_batch_size": config.eval.batch_size,
         "max_new_tokens": config.eval.max_new_tokens,
@@ -280,12 +282,6 @@ class ContinualRun:
         set_seed(config.seed)
 
         self.tasks = load_stream(config)
-        unread = [t.name for t in self.tasks if t.modality != "image"]
-        if unread:  # before the model loads: the backbones read images only, so far
-            raise ConfigError(
-                f"data.benchmark: tasks {', '.join(unread)} are audio or video; mcit's "
-                "backbones read images only so far (a multimodal backbone is not built yet)"
-            )
         # Each task's metric sets its score range (CIDEr ×100 passes 100); older runs lack it.
         task_metrics = {t.name: t.metric for t in self.tasks}
         results = None
@@ -296,7 +292,7 @@ class ContinualRun:
             matrix_from_results(results, source)  # a damaged file: one line, named
             _check_same_data(self.run_dir, results, self.tasks)
             results.run = config.run_name  # the folder may have been renamed
-        backbone = load_backbone(config.model.backbone)
+        backbone = load_backbone(config.model.backbone, stream_modalities(self.tasks))
         self.method = build_method(config.method.name, backbone, config.method.args)
         self.method.to(self.accelerator.device)
         self.collate = Collator(backbone)

@@ -12,10 +12,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from mcit.data.media import read_audio, read_video
 from mcit.data.sample import Sample
 from mcit.errors import BackboneError, ConfigError
+from mcit.models.audio import SAMPLE_RATE
 from mcit.models.backbone import IGNORE_INDEX
 
 IGNORE = IGNORE_INDEX
@@ -30,6 +33,11 @@ class Batch:
     labels: torch.Tensor | None
     pixel_values: torch.Tensor | None
     samples: list[Sample] = field(default_factory=list)
+    # Audio: log-mel spectrograms [A, mels, frames] and each clip's length in frames [A];
+    # video: processed frames [V, frames, 3, H, W]. Rows in the order of the samples that
+    # carry them, as `pixel_values` for images.
+    audio: tuple[torch.Tensor, torch.Tensor] | None = None
+    video: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, **_: object) -> Batch:
         return Batch(
@@ -38,6 +46,8 @@ class Batch:
             labels=None if self.labels is None else self.labels.to(device),
             pixel_values=None if self.pixel_values is None else self.pixel_values.to(device),
             samples=self.samples,
+            audio=None if self.audio is None else tuple(t.to(device) for t in self.audio),
+            video=None if self.video is None else self.video.to(device),
         )
 
     def __len__(self) -> int:
@@ -75,7 +85,7 @@ class Collator:
             if room <= 0:
                 raise ConfigError(
                     f"sample {sample.id} ({sample.task}): its header and "
-                    f"{self.backbone.num_image_tokens} image slots take {media_end} tokens, "
+                    f"media slots take {media_end} tokens, "
                     f"more than model.backbone.max_length {self.max_length}"
                 )
             if not self._warned:
@@ -108,14 +118,18 @@ class Collator:
             head = (chat.system + " " if chat.system and i == 0 else "") + chat.user
             prompt = self._ids(head)
             if i == 0 and sample.media:
-                unread = sorted(set(sample.media) - {"image"})
+                unread = sorted(set(sample.media) - set(self.backbone.media_tokens))
                 if unread:  # never slots for media the model cannot see
                     raise BackboneError(
                         f"sample {sample.id!r} ({sample.task}) carries {', '.join(unread)}: "
-                        "this backbone reads images only (audio and video need a multimodal "
-                        "backbone, not built yet)"
+                        f"this backbone was loaded for {', '.join(self.backbone.media_tokens)} "
+                        "only (the runner loads what the benchmark's tasks carry)"
                     )
-                prompt = prompt + [self.backbone.image_token_id] * self.backbone.num_image_tokens
+                for modality in sample.media:
+                    cue = {"audio": chat.audio_cue, "video": chat.video_cue}.get(modality, "")
+                    slot = self.backbone.media_token_ids[modality]
+                    count = self.backbone.media_tokens[modality]
+                    prompt = prompt + (self._ids(cue) if cue else []) + [slot] * count
                 media_end = len(ids) + len(prompt)
                 user = "\n" + user
             prompt = prompt + self._ids(user + chat.assistant)
@@ -150,10 +164,20 @@ class Collator:
         pixel_values = (
             self.backbone.pixel_values(image_paths) if image_paths and load_pixels else None
         )
+        audio_paths = [s.media["audio"] for s in samples if "audio" in s.media]
+        video_paths = [s.media["video"] for s in samples if "video" in s.media]
         return Batch(
             input_ids=input_ids,
             attention_mask=attention,
             labels=labels if with_answer else None,
             pixel_values=pixel_values,
             samples=list(samples),
+            audio=self.backbone.audio_values(audio_paths, _read_clip) if audio_paths else None,
+            video=self.backbone.video_values(video_paths, read_video) if video_paths else None,
         )
+
+
+def _read_clip(path: str) -> np.ndarray:
+    """An audio clip's samples at the encoder's rate; another rate is an error naming the
+    file (nothing is resampled silently)."""
+    return read_audio(path, sample_rate=SAMPLE_RATE).samples

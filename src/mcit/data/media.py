@@ -34,9 +34,11 @@ class AudioClip:
         return len(self.samples) / self.sample_rate
 
 
-def audio_problem(path: str | Path, sample_rate: int | None = None) -> str | None:
+def audio_problem(
+    path: str | Path, sample_rate: int | None = None, whose: str = "the task's"
+) -> str | None:
     """Why `path` is not a usable audio clip (unreadable, no samples, another sample rate than
-    `sample_rate` when given), or None."""
+    `sample_rate` when given: `whose` rate it is), or None."""
     import soundfile
 
     try:
@@ -46,7 +48,7 @@ def audio_problem(path: str | Path, sample_rate: int | None = None) -> str | Non
     if info.frames <= 0:
         return "audio has no samples"
     if sample_rate is not None and info.samplerate != sample_rate:
-        return f"sample rate {info.samplerate} Hz, the task's is {sample_rate} Hz"
+        return f"sample rate {info.samplerate} Hz, {whose} is {sample_rate} Hz"
     return None
 
 

@@ -71,3 +71,9 @@ def named_stage(names: list[str]) -> Task:
     """The task of a stage that trained the tasks `names`, without their data: what restoring
     a method and timing it need (a method's `begin_task` must not need the data)."""
     return joint_task([Task(n, "mixed", [], []) for n in names])
+
+
+def stream_modalities(tasks: list[Task]) -> tuple[str, ...]:
+    """The media a stream's tasks carry, in the order they first appear (what the backbone
+    must load)."""
+    return tuple(dict.fromkeys(t.modality for t in tasks if t.modality != "text"))

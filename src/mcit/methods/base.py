@@ -112,7 +112,7 @@ class ContinualMethod(nn.Module):
         return LossOutput(loss, {"lm": loss.item()})
 
     def lm_logits(self, batch: Batch) -> torch.Tensor:
-        embeds = self.backbone.embed(batch.input_ids, batch.pixel_values)
+        embeds = self.backbone.embed_batch(batch)
         return self.backbone.logits(embeds, batch.attention_mask)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -126,6 +126,10 @@ class ContinualMethod(nn.Module):
         optimizer (AdamW) rescales each coordinate, so a projected gradient alone does not
         give a projected update."""
 
+    def end_epoch(self) -> None:
+        """Hook after every pass over the stage's data, and after the stage's last step (its
+        last pass may be partial), e.g. to fuse weights with the old model's."""
+
     def batch_samples(self, samples: list[Sample]) -> list[Sample]:
         """The samples of a training batch, before collation: a method may swap some for its own
         (replay mixes in stored samples). Default: the batch as drawn."""
@@ -135,7 +139,7 @@ class ContinualMethod(nn.Module):
     @torch.no_grad()
     def generate(self, batch: Batch, max_new_tokens: int = 16) -> list[str]:
         """Task-agnostic answers: a batch may mix tasks, and no task id is ever given."""
-        embeds = self.backbone.embed(batch.input_ids, batch.pixel_values)
+        embeds = self.backbone.embed_batch(batch)
         return self.backbone.generate(embeds, batch.attention_mask, max_new_tokens=max_new_tokens)
 
     # ------------------------------------------------------------------ persistence

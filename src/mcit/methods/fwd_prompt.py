@@ -249,7 +249,7 @@ class FwdPrompt(ContinualMethod):
         for start in range(0, len(samples), batch_size):
             batch = collate(samples[start : start + batch_size], with_answer=False)
             batch = batch.to(self.backbone.device)
-            embeds = self.backbone.embed(batch.input_ids, batch.pixel_values)
+            embeds = self.backbone.embed_batch(batch)
             out.append(embeds[batch.attention_mask.bool()].float().cpu())
         return torch.cat(out) if out else torch.zeros(0, self.backbone.hidden_size)
 

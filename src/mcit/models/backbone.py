@@ -2,10 +2,14 @@
 
 A `Backbone` owns the `LlavaForConditionalGeneration`, its tokenizer and image processor, and the
 chat format. Methods never call the HF forward directly: they ask the backbone for the input
-embeddings (text embeddings with the vision features scattered into the image slots), may edit
-them (prompts), and hand them back for the loss or for generation. The image slots are found
+embeddings (text embeddings with the media features scattered into the media slots), may edit
+them (prompts), and hand them back for the loss or for generation. The media slots are found
 from `input_ids`, never by comparing embeddings, so a learned vector that happens to equal the
 `<image>` embedding cannot be mistaken for an image slot.
+
+Audio and video (`mcit.models.media`) are loaded only when the benchmark has them: an audio
+encoder (a local Whisper directory; the tiny base ships its own) with its projection, and video
+through the image tower with a projection of its own.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import contextlib
 import dataclasses
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -26,6 +31,8 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from mcit.config import BackboneConfig, ChatFormat
 from mcit.errors import BackboneError
 from mcit.models import efficientnet_lite  # noqa: F401 - registers the tiny base's vision tower
+from mcit.models.audio import AudioEncoder, load_audio_encoder
+from mcit.models.media import MediaProjections, pool_frames
 from mcit.models.tokenizer import MEDIA_TOKENS
 
 # Labels of positions the loss skips (PyTorch's cross-entropy default; the collator masks the
@@ -86,6 +93,8 @@ class Backbone(nn.Module):
         image_processor,
         config: BackboneConfig,
         clip_path: str | None,
+        modalities: tuple[str, ...] = ("image",),
+        audio_encoder: AudioEncoder | None = None,
     ):
         super().__init__()
         self.model = model
@@ -104,6 +113,39 @@ class Backbone(nn.Module):
         self._pixel_cache = _BoundedCache(config.pixel_cache_mb)
         self._feature_cache = _BoundedCache(config.feature_cache_mb)
         self._exact_new_tokens = False  # see `exact_new_tokens`
+        self.modalities = tuple(dict.fromkeys(("image", *modalities)))
+        if "audio" in self.modalities and audio_encoder is None:
+            raise BackboneError(
+                "model.backbone.audio_path: the benchmark has audio; set it to a local Whisper "
+                "directory (the tiny base ships its own)"
+            )
+        self.audio_encoder = audio_encoder if "audio" in self.modalities else None
+        self.media_token_ids = {"image": self.image_token_id}
+        for m in self.modalities[1:]:
+            self.media_token_ids[m] = tokenizer.convert_tokens_to_ids(MEDIA_TOKENS[m])
+        self.media_tokens = {"image": self.num_image_tokens}
+        self.media = None
+        if len(self.modalities) > 1:
+            frames = config.video_frames
+            video_tokens = config.video_tokens or self.num_image_tokens
+            if video_tokens % frames:
+                raise BackboneError(
+                    f"model.backbone.video_tokens: {video_tokens} is not a multiple of "
+                    f"model.backbone.video_frames ({frames})"
+                )
+            if "audio" in self.modalities:
+                self.media_tokens["audio"] = audio_encoder.tokens
+            if "video" in self.modalities:
+                self.media_tokens["video"] = video_tokens
+            self.media = MediaProjections(
+                self.hidden_size,
+                self.projector,
+                video_frames=frames,
+                video_tokens_per_frame=video_tokens // frames,
+                audio_width=audio_encoder.width if self.audio_encoder else None,
+            )
+            self._media_cache = _BoundedCache(config.pixel_cache_mb)
+            self._audio_frames: dict[str, int] = {}
 
     # ------------------------------------------------------------------ parts
     @property
@@ -132,7 +174,7 @@ class Backbone(nn.Module):
 
     def freeze(self) -> None:
         """Freeze everything; methods switch on what they train."""
-        for p in self.model.parameters():
+        for p in self.parameters():
             p.requires_grad_(False)
 
     # ------------------------------------------------------------------ media
@@ -153,15 +195,90 @@ class Backbone(nn.Module):
         cache.trim(keep=len(paths))
         return batch
 
+    def audio_values(
+        self, paths: list[str], read: Callable[[str], np.ndarray]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel spectrograms and clip lengths in frames for `paths` (`read` decodes one clip
+        to float32 mono at 16 kHz), cached in memory like the images."""
+        if self.audio_encoder is None:
+            raise BackboneError("this backbone was loaded without audio (no audio task)")
+        cache = self._media_cache
+        missing = [p for p in dict.fromkeys(paths) if ("audio", p) not in cache]
+        if missing:
+            mels, frames = self.audio_encoder.log_mel([read(p) for p in missing])
+            for path, mel, n in zip(missing, mels, frames.tolist(), strict=True):
+                cache.put(("audio", path), mel)
+                self._audio_frames[path] = int(n)
+        mels = torch.stack([cache.get(("audio", p)) for p in paths])
+        cache.trim(keep=len(paths))
+        return mels, torch.tensor([self._audio_frames[p] for p in paths])
+
+    def video_values(
+        self, paths: list[str], read: Callable[[str, int], list[Image.Image]]
+    ) -> torch.Tensor:
+        """Processed frames [B, frames, 3, H, W] for `paths` (`read(path, n)` returns n RGB
+        frames sampled over the video)."""
+        if self.media is None or "video" not in self.media_tokens:
+            raise BackboneError("this backbone was loaded without video (no video task)")
+        frames = self.media.video.frames
+        cache = self._media_cache
+        missing = [p for p in dict.fromkeys(paths) if ("video", p) not in cache]
+        for path in missing:
+            pixels = self.image_processor(images=read(path, frames), return_tensors="pt")
+            cache.put(("video", path), pixels["pixel_values"])
+        batch = torch.stack([cache.get(("video", p)) for p in paths])
+        cache.trim(keep=len(paths))
+        return batch
+
     # ------------------------------------------------------------------ forward
-    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
-        """Token embeddings with the projected vision features written into the image slots."""
-        if pixel_values is None or not (input_ids == self.image_token_id).any():
-            return self.input_embeddings(input_ids)
-        dtype = self.input_embeddings.weight.dtype
-        return self.embed_features(
-            input_ids, self.vision_features(pixel_values.to(self.device, dtype))
-        )
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None,
+        audio: tuple[torch.Tensor, torch.Tensor] | None = None,
+        video: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Token embeddings with the projected media features written into their slots:
+        images (`pixel_values`), audio (spectrograms and lengths, see `audio_values`) and
+        video (frames, see `video_values`)."""
+        has_image = pixel_values is not None and (input_ids == self.image_token_id).any()
+        if has_image:
+            dtype = self.input_embeddings.weight.dtype
+            embeds = self.embed_features(
+                input_ids, self.vision_features(pixel_values.to(self.device, dtype))
+            )
+        else:
+            embeds = self.input_embeddings(input_ids)
+        if audio is not None:
+            mels, frames = audio
+            feats = self.audio_encoder(mels.to(self.device), frames.to(self.device))
+            embeds = self._scatter(embeds, input_ids, "audio", self.media.audio(feats))
+        if video is not None:
+            b, f = video.shape[:2]
+            frames = video.flatten(0, 1).to(self.device, self.input_embeddings.weight.dtype)
+            feats = self.vision_features(frames)
+            feats = pool_frames(
+                feats.reshape(b, f, *feats.shape[1:]), self.media.video.tokens_per_frame
+            )
+            embeds = self._scatter(embeds, input_ids, "video", self.media.video(feats))
+        return embeds
+
+    def embed_batch(self, batch) -> torch.Tensor:
+        """`embed` of a collated batch (`mcit.data.collate.Batch`): its text and every medium."""
+        return self.embed(batch.input_ids, batch.pixel_values, batch.audio, batch.video)
+
+    def _scatter(
+        self, embeds: torch.Tensor, input_ids: torch.Tensor, modality: str, feats: torch.Tensor
+    ) -> torch.Tensor:
+        slots = input_ids == self.media_token_ids[modality]
+        feats = feats.reshape(-1, feats.shape[-1]).to(embeds.dtype)
+        if int(slots.sum()) != feats.shape[0]:
+            raise BackboneError(
+                f"{int(slots.sum())} {modality} slots in the batch but {feats.shape[0]} "
+                f"{modality} features: every sample with {modality} needs exactly "
+                f"{self.media_tokens[modality]} slots"
+            )
+        return embeds.masked_scatter(slots.unsqueeze(-1), feats)
 
     def embed_features(
         self, input_ids: torch.Tensor, vision_features: torch.Tensor
@@ -266,16 +383,25 @@ class Backbone(nn.Module):
             self._exact_new_tokens = previous
 
 
-def load_backbone(config: BackboneConfig) -> Backbone:
+def load_backbone(config: BackboneConfig, modalities: tuple[str, ...] = ("image",)) -> Backbone:
     """Load the configured backbone: `tiny`, the base shipped inside the package (a config
     other than a shipped recipe is built once into mcit's cache), or any local llava-hf
-    directory."""
+    directory. `modalities` are the media the benchmark has: audio loads an audio encoder
+    (`audio_path`; the tiny base's own), audio and video their projections."""
+    unknown = sorted(set(modalities) - set(MEDIA_TOKENS))
+    if unknown:
+        raise BackboneError(
+            f"unknown modality {', '.join(unknown)} (known: {', '.join(MEDIA_TOKENS)})"
+        )
     if config.name == "tiny":
-        from mcit.pretrain.shipped import ensure_tiny_backbone
+        from mcit.pretrain.shipped import audio_dir, ensure_tiny_backbone
 
         llava_dir, clip_dir = ensure_tiny_backbone(tiny_config(config))
         chat = dataclasses.replace(config.chat, system=config.chat.system or "")
-        return load_llava_dir(llava_dir, config, clip_dir=str(clip_dir), chat=chat)
+        audio = config.audio_path or audio_dir(llava_dir)
+        return load_llava_dir(
+            llava_dir, config, clip_dir=str(clip_dir), chat=chat, modalities=modalities, audio=audio
+        )
     if config.name == "hf":
         if not config.path:
             raise BackboneError(
@@ -283,7 +409,14 @@ def load_backbone(config: BackboneConfig) -> Backbone:
             )
         system = LLAVA_SYSTEM if config.chat.system is None else config.chat.system
         chat = dataclasses.replace(config.chat, system=system)
-        return load_llava_dir(Path(config.path), config, clip_dir=config.clip_path, chat=chat)
+        return load_llava_dir(
+            Path(config.path),
+            config,
+            clip_dir=config.clip_path,
+            chat=chat,
+            modalities=modalities,
+            audio=config.audio_path,
+        )
     raise BackboneError(f"model.backbone.name: unknown backbone '{config.name}' (known: tiny, hf)")
 
 
@@ -310,7 +443,12 @@ def tiny_config(config: BackboneConfig):
 
 
 def load_llava_dir(
-    path: Path, config: BackboneConfig, clip_dir: str | None, chat: ChatFormat
+    path: Path,
+    config: BackboneConfig,
+    clip_dir: str | None,
+    chat: ChatFormat,
+    modalities: tuple[str, ...] = ("image",),
+    audio: str | Path | None = None,
 ) -> Backbone:
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -337,10 +475,37 @@ def load_llava_dir(
         raise BackboneError(
             f"{path}: tokenizer's '<image>' id does not match config.image_token_index"
         )
+    _add_media_tokens(path, model, tokenizer, modalities)
+    audio_encoder = None
+    if "audio" in modalities:
+        if audio is None:
+            raise BackboneError(
+                "model.backbone.audio_path: the benchmark has audio; set it to a local Whisper "
+                "directory"
+            )
+        audio_encoder = load_audio_encoder(audio, config.audio_tokens)
     model.eval()
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    backbone = Backbone(model, tokenizer, image_processor, config, clip_dir)
+    backbone = Backbone(
+        model, tokenizer, image_processor, config, clip_dir, modalities, audio_encoder
+    )
     backbone.chat = chat
     backbone.freeze()
     return backbone
+
+
+def _add_media_tokens(path: Path, model, tokenizer, modalities: tuple[str, ...]) -> None:
+    """Give a tokenizer without `<audio>` / `<video>` the placeholders of the modalities the
+    benchmark has (as LLaVA-NeXT-Video adds `<video>`). The LM's embedding grows by those rows;
+    they are never read, since the slots' embeddings are replaced by the media features."""
+    missing = [
+        MEDIA_TOKENS[m]
+        for m in modalities
+        if m != "image" and MEDIA_TOKENS[m] not in tokenizer.get_vocab()
+    ]
+    if missing:
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": missing}, replace_extra_special_tokens=False
+        )
+        model.resize_token_embeddings(len(tokenizer))

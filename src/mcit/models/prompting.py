@@ -67,7 +67,7 @@ def prompted_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The batch's input embeddings, attention mask and labels with `prefix` [B, P, d] spliced
     in after BOS."""
-    embeds = backbone.embed(batch.input_ids, batch.pixel_values)
+    embeds = backbone.embed_batch(batch)
     return insert_after_bos(
         embeds,
         batch.attention_mask,

@@ -68,6 +68,17 @@ class TinyConfig:
     llava_batch: int = 32
     llava_lr: float = 1e-3
     report_samples: int = 40  # held-out questions per skill (and 4x as many captions)
+    # The audio encoder (a Whisper encoder, `mcit.models.audio`), trained contrastively against
+    # the tiny CLIP's frozen text tower on synthesised sounds (`mcit.pretrain.audio`).
+    audio_mels: int = 40
+    audio_seconds: int = 2  # its window
+    audio_hidden: int = 128
+    audio_layers: int = 2
+    audio_heads: int = 4
+    audio_samples: int = 4000
+    audio_steps: int = 300
+    audio_batch: int = 64
+    audio_lr: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.vision not in VISION_TOWERS:

@@ -3,13 +3,16 @@
 Stages, in order (each leaves its result under `<out>/.build/`):
 1. `tokenizer` — a byte-level BPE trained on the generic corpus;
 2. `clip` — the tiny CLIP, contrastive on (picture, caption view) pairs (the guidance encoder);
+   then `audio` — the audio encoder, contrastive against CLIP's frozen text tower on synthesised
+   sounds (`mcit.pretrain.audio`);
 3. `features` — the generic instruction mixture's conversations, and, for a frozen tower, its
    features of every picture (computed once, in chunks; LLaVA-1.5 also keeps its tower frozen);
 4. `llava` — projector + LM (and the tower when it is CLIP's ViT) on the mixture; a checkpoint
    (weights, AdamW, schedule, step) every `checkpoint_minutes`, so a kill loses minutes at most;
 5. `probe` — the held-out per-skill probe (`mcit.pretrain.probe`), then the model card.
 
-The finished base is `<out>/llava` and `<out>/clip` (llava-hf and CLIP directories, safetensors),
+The finished base is `<out>/llava`, `<out>/clip` and `<out>/audio` (llava-hf, CLIP and Whisper
+encoder directories, safetensors),
 `<out>/model_card.json` and `<out>/MODEL_CARD.md`; `<out>/DONE` marks it complete. Batches are a
 pure function of the step (not of a generator's history), so a resumed build draws exactly the
 batches an uninterrupted one would, and gives the same weights.
@@ -73,6 +76,7 @@ def recipe_code_hash() -> str:
     return source_hash(
         "data/synthetic", "pretrain", "models/tiny.py", "models/tokenizer.py",
         "models/efficientnet_lite.py", "models/backbone.py", "data/collate.py",
+        "models/audio.py", "models/media.py", "data/micl_mini/sounds.py",
     )  # fmt: skip
 
 
@@ -144,6 +148,8 @@ def build_base(
     tells which."""
     out = Path(out)
     if (out / "DONE").is_file():
+        if not (out / "audio").is_dir():
+            add_audio_stage(config, out, progress)
         return out
     work = out / ".build"
     work.mkdir(parents=True, exist_ok=True)
@@ -166,6 +172,12 @@ def build_base(
         started = time.time()
         loss = _build_clip(config, tokenizer, work / "clip", progress)
         state.finish("clip", time.time() - started, final_loss=loss)
+
+    if not state.done("audio"):
+        from mcit.pretrain.audio import build_audio_encoder
+
+        record = build_audio_encoder(config, work / "clip", work / "audio", progress)
+        state.finish("audio", record.pop("seconds"), **record)
 
     if not state.done("features"):
         started = time.time()
@@ -497,6 +509,8 @@ def _finish(config: TinyConfig, out: Path, work: Path, state: BuildState, recipe
             "clip_data": config.seed + 1,
             "instructions": config.seed + 2,
             "alignment_captions": config.seed + 3,
+            "audio_sounds": config.seed + 4,
+            "audio_batches": config.seed + 5,
             "batches": config.seed + 7,
             "probe": config.seed + 10_000,
         },
@@ -516,18 +530,49 @@ def _finish(config: TinyConfig, out: Path, work: Path, state: BuildState, recipe
         "final_losses": {
             "clip": state.data["done"]["clip"]["final_loss"],
             "llava": state.data["done"]["llava"]["final_loss"],
+            "audio": state.data["done"]["audio"]["final_loss"],
         },
         "probe": probe,
+        "audio_probe": state.data["done"]["audio"]["probe"],
     }
-    for name in ("llava", "clip"):
+    for name in ("llava", "clip", "audio"):
         target = out / name
         if target.exists():
             shutil.rmtree(target)
         os.replace(work / name, target)
     write_json_atomic(out / "model_card.json", card)
     write_text_atomic(out / "MODEL_CARD.md", model_card_markdown(card))
-    for path in (out / "llava", out / "clip"):
-        for file in path.iterdir():
-            file.chmod(0o644)  # ordinary data, readable by whoever loads (or ships) the base
+    _readable(out)
     write_text_atomic(out / "DONE", RECIPE_VERSION + "\n")
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _readable(out: Path) -> None:
+    for name in ("llava", "clip", "audio"):
+        for file in (out / name).iterdir():
+            file.chmod(0o644)  # ordinary data, readable by whoever loads (or ships) the base
+
+
+def add_audio_stage(config: TinyConfig, out: Path, progress: bool = True) -> None:
+    """Give a base finished before the `audio` stage existed its audio encoder: the stage
+    runs on the base's own CLIP, and the model card gains the stage's record. Nothing else of
+    the base changes."""
+    from mcit.pretrain.audio import build_audio_encoder
+    from mcit.pretrain.card import model_card_markdown
+
+    _say(progress)(f"[mcit] adding the audio encoder to the tiny base in {out}")
+    record = build_audio_encoder(config, out / "clip", out / "audio", progress)
+    card = read_json(out / "model_card.json", BuildError)
+    card["seconds"]["audio"] = record["seconds"]
+    card["final_losses"]["audio"] = record["final_loss"]
+    card["audio_probe"] = record["probe"]
+    card["audio_stage"] = {  # built later than the rest, from this code
+        "config": {k: v for k, v in asdict(config).items() if k.startswith("audio_")},
+        "code_hash": recipe_code_hash(),
+        "mcit_commit": _git_commit(),
+    }
+    card["seeds"].setdefault("audio_sounds", config.seed + 4)
+    card["seeds"].setdefault("audio_batches", config.seed + 5)
+    write_json_atomic(out / "model_card.json", card)
+    write_text_atomic(out / "MODEL_CARD.md", model_card_markdown(card))
+    _readable(out)

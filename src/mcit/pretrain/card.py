@@ -24,7 +24,9 @@ def model_card_markdown(card: dict) -> str:
         f"torch threads, torch {card['built_on']['torch']} |",
         f"| wall time (s) | {json.dumps(card['seconds'])} |",
         f"| final losses | CLIP {card['final_losses']['clip']:.3f}, "
-        f"LLaVA {card['final_losses']['llava']:.3f} |",
+        f"LLaVA {card['final_losses']['llava']:.3f}"
+        + (f", audio {losses['audio']:.3f}" if "audio" in (losses := card["final_losses"]) else "")
+        + " |",
         f"| seeds | {json.dumps(card['seeds'])} |",
         "",
         f"## Probe ({probe['questions_per_skill']} held-out questions per skill)",
@@ -38,6 +40,7 @@ def model_card_markdown(card: dict) -> str:
         "",
         f'Captions ("Describe the picture."): CIDEr {probe["captions_cider"]:.1f}.',
         "",
+        *_audio_lines(card),
         "## Config",
         "",
         "```json",
@@ -46,3 +49,34 @@ def model_card_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _audio_lines(card: dict) -> list[str]:
+    probe = card.get("audio_probe")
+    if not probe:
+        return []
+    lines = [
+        "## Audio encoder probe",
+        "",
+        "A Whisper encoder (`audio/`), trained contrastively against the CLIP text tower on",
+        "synthesised sounds. Held-out sounds, each matched to the nearest class description",
+        "(its value must be right too: high or low, rising or falling, loud or quiet, how many).",
+        "",
+        "| kind of sound | accuracy |",
+        "| --- | --: |",
+        *[f"| {kind} | {score:.1f} |" for kind, score in probe.items() if kind != "mean"],
+        f"| **mean** | **{probe['mean']:.1f}** |",
+        "",
+    ]
+    stage = card.get("audio_stage")
+    if stage:
+        lines += [
+            f"Built after the rest of the base (code hash `{stage['code_hash']}`, mcit commit "
+            f"`{stage['mcit_commit']}`), with:",
+            "",
+            "```json",
+            json.dumps(stage["config"], indent=2),
+            "```",
+            "",
+        ]
+    return lines

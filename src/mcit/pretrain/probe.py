@@ -85,7 +85,7 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
                 mininterval=2,
             ):
                 batch = collate(samples[start : start + 50], with_answer=False)
-                embeds = backbone.embed(batch.input_ids, batch.pixel_values)
+                embeds = backbone.embed_batch(batch)
                 out += backbone.generate(embeds, batch.attention_mask, max_new_tokens=48)
             return out
 

@@ -48,6 +48,14 @@ RECIPES: dict[str, TinyConfig] = {
         llava_steps=3,
         llava_batch=8,
         report_samples=4,
+        audio_mels=16,
+        audio_seconds=1,
+        audio_hidden=32,
+        audio_layers=1,
+        audio_heads=2,
+        audio_samples=32,
+        audio_steps=2,
+        audio_batch=16,
     ),
 }
 DEFAULT_RECIPE = "tiny-lite0"

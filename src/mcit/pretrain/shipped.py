@@ -38,12 +38,18 @@ def cache_dir(config: TinyConfig) -> Path:
 
 
 def ensure_tiny_backbone(config: TinyConfig, progress: bool = True) -> tuple[Path, Path]:
-    """(llava_dir, clip_dir) of `config`'s base: shipped, cached, or built now into the cache."""
+    """(llava_dir, clip_dir) of `config`'s base: shipped, cached, or built now into the cache.
+    Its audio encoder, when it has one, is `audio_dir(llava_dir)`."""
     root = shipped_base(config) or cache_dir(config)
-    if not (root / "DONE").is_file():
+    if not (root / "DONE").is_file() or not (root / "audio").is_dir():
         from mcit.pretrain.build import build_base
 
         with file_lock(root.parent / f".{root.name}.lock"):
-            if not (root / "DONE").is_file():
+            if not (root / "DONE").is_file() or not (root / "audio").is_dir():
                 build_base(config, root, resume=True, progress=progress, recipe=recipe_name(config))
     return root / "llava", root / "clip"
+
+
+def audio_dir(llava_dir: Path) -> Path:
+    """The audio encoder beside a tiny base's LLaVA."""
+    return Path(llava_dir).parent / "audio"

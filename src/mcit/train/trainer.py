@@ -3,7 +3,8 @@
 Per stage: a fresh AdamW over what the method trains, warmup + schedule, gradient clipping,
 a seeded data order sharded across processes, a progress bar, and a log line every
 `log_every` steps (JSONL and TensorBoard). What differs between methods enters through the
-method's `forward` (= its loss) and its `batch_samples` and `before_optimizer_step` hooks.
+method's `forward` (= its loss) and its `batch_samples`, `before_optimizer_step`,
+`after_optimizer_step` and `end_epoch` hooks.
 """
 
 from __future__ import annotations
@@ -149,6 +150,9 @@ class Trainer:
                 f"{acc.num_processes} process(es); every process needs at least one"
             )
         steps = steps_for(len(samples), cfg, acc.num_processes, n_tasks)
+        # One pass over the stage's data (every process drawing its share).
+        per_step = cfg.batch_size * cfg.grad_accum * acc.num_processes
+        steps_per_epoch = max(1, math.ceil(len(samples) / per_step))
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = get_scheduler(
             cfg.scheduler,
@@ -189,6 +193,8 @@ class Trainer:
             method.before_optimizer_step()
             optimizer_step(optimizer, scheduler, params, cfg.max_grad_norm, acc.clip_grad_norm_)
             method.after_optimizer_step()
+            if (step + 1) % steps_per_epoch == 0 or step == steps - 1:
+                method.end_epoch()
             smoothed = loss_value if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * loss_value
             bar.set_postfix(loss=f"{smoothed:.3f}")
             if step % cfg.log_every == 0 or step == steps - 1:
