@@ -44,3 +44,37 @@ def test_prompt_baseline_config_parses_and_matches_modalprompts_budget(name):
         assert asdict(getattr(config, section)) == asdict(getattr(reference, section)), section
     assert config.seed == reference.seed and config.train.lr == 0.01
     assert asdict(args) == asdict(cls.args_class())  # the shipped YAML is the documented default
+
+
+MICL = Path(__file__).parents[1] / "configs" / "micl-mini"
+MICL_LORA = ["finetune-lora", "multitask", "lwf", "ewc", "replay", "moincl"]
+
+
+@pytest.mark.parametrize("path", sorted(MICL.glob("*.yaml")), ids=lambda p: p.stem)
+def test_micl_mini_configs_parse_and_share_one_budget(path):
+    """Every micl-mini config: a registered method, finetune-lora's data, evaluation and
+    budget (prompt methods: their own lr); the projections train (MICL's model) for every
+    method that trains; MICL's LoRA (r 8, α 32, q and v) for the LoRA methods."""
+    config = load_config(path)
+    reference = load_config(MICL / "finetune-lora.yaml")
+    cls, args = method_class(config.method.name, config.method.args)
+    assert path.stem.startswith(cls.name)
+    assert asdict(config.data) == asdict(reference.data) and config.data.order == "order1"
+    assert asdict(config.eval) == asdict(reference.eval) and config.seed == reference.seed
+    train, ref_train = asdict(config.train), asdict(reference.train)
+    train.pop("lr"), ref_train.pop("lr")
+    assert train == ref_train
+    assert config.model.backbone.train_media_projections is cls.trains
+    if cls.name in MICL_LORA:
+        assert (args.r, args.alpha, args.target_modules) == (8, 32, ["q_proj", "v_proj"])
+
+
+@pytest.mark.parametrize(
+    "ablation, switch",
+    [("moincl-no-ptgm", {"ptgm": False}), ("moincl-no-ikd", {"ikd": False}),
+     ("moincl-fusion", {"fusion": True})],
+)  # fmt: skip
+def test_moincl_ablations_differ_from_moincl_in_their_switch_only(ablation, switch):
+    full = asdict(method_class("moincl", load_config(MICL / "moincl.yaml").method.args)[1])
+    other = asdict(method_class("moincl", load_config(MICL / f"{ablation}.yaml").method.args)[1])
+    assert {k: v for k, v in other.items() if full[k] != v} == switch

@@ -22,13 +22,18 @@ def _env(cache_dir):
     }
 
 
-def run_ddp_worker(benchmark, out, cache_dir, *methods: str) -> dict[str, tuple[dict, dict]]:
+def run_ddp_worker(
+    benchmark, out, cache_dir, *methods: str, stages: int = 1, order: list[str] | None = None
+) -> dict[str, tuple[dict, dict]]:
     """ddp_worker.py under torchrun with two ranks, once for all `methods`: per method, each
-    rank's saved {"world", "before", "after"} state."""
+    rank's saved {"world", "before", "after"} state (around the last of `stages` stages)."""
     worker = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
+    env = {**_env(cache_dir), "MCIT_DDP_STAGES": str(stages)}
+    if order:
+        env["MCIT_DDP_ORDER"] = str(order)
     proc = subprocess.run(
         [*TORCHRUN, worker, str(benchmark), str(out), *methods],
-        env=_env(cache_dir),
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,

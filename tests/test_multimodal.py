@@ -198,6 +198,7 @@ def test_a_micl_mini_run_records_its_media_and_answers_audio(
         "data.train_per_task=4",
         "data.test_per_task=2",
         "train.max_steps_per_task=1",
+        "model.backbone.train_media_projections=true",
         "name=micl",
     ]
     config = load_config(None, overrides)
@@ -205,6 +206,18 @@ def test_a_micl_mini_run_records_its_media_and_answers_audio(
     assert results.tasks[0] == "audiocaps" and len(results.matrix) == 6
     saved = json.loads((tmp_path / "micl" / "results.json").read_text())
     assert saved["manifest"]["modalities"] == ["audio", "image", "video"]
+    assert saved["task_modalities"]["audiocaps"] == "audio"
+    assert saved["task_modalities"]["msrvtt"] == "video"
+    # MICL's model: the projections trained with the LoRA and were saved with it.
+    from safetensors.torch import load_file
+
+    first = load_file(tmp_path / "micl" / "stage_1" / "method.safetensors")
+    last = load_file(tmp_path / "micl" / "stage_6" / "method.safetensors")
+    audio = [k for k in first if k.startswith("backbone.media.audio.")]
+    video = [k for k in first if k.startswith("backbone.media.video.")]
+    assert audio and video and any("lora_" in k for k in first)
+    # audio trained in stage 1 (audiocaps); the video projection only from stage 3 (msvdqa)
+    assert any(not torch.equal(first[k], last[k]) for k in video)
     tasks = load_tasks(load_benchmark_spec(micl), order="order2")
     assert stream_modalities(tasks) == ("image", "video", "audio")  # in order of appearance
     clip = tmp_path / "beep.wav"
@@ -219,6 +232,8 @@ def test_a_micl_mini_run_records_its_media_and_answers_audio(
     from mcit.predict import load_trained
 
     _, method, _, _ = load_trained(tmp_path / "micl", modality="audio")
+    restored = dict(method.named_parameters())
+    assert all(torch.equal(restored[k], last[k]) for k in audio + video)  # from stage 6's file
     sample = Sample("x", "", [(question, "")], [""], "exact", media={"audio": str(clip)})
     batch = Collator(method.backbone)([sample], with_answer=False)
     assert method.generate(batch, max_new_tokens=24)[0] == answer["answer"]

@@ -399,3 +399,20 @@ def test_matrix_colour_scale_stretches_past_100_for_cider(tmp_path: Path, monkey
     plain = write_report([make_run(tmp_path / "acc", "finetune", FINETUNE)], tmp_path / "out2")
     assert scales == {"matrix_finetune.png": (100.0, "score (0-100)")}
     assert "Scores are 0-100." in plain.path.read_text()
+
+
+def test_per_modality_table_holds_the_hand_computed_numbers(tmp_path: Path) -> None:
+    """TASKS[0] and TASKS[2] are audio, TASKS[1] image (finetune's matrix): audio final
+    mean(75, 60) = 67.5, its BWT 75 − 90 = −15 (the last task left out); image final 50, BWT
+    50 − 80 = −30. Without `task_modalities`, or with one modality, no such section."""
+    run = make_run(tmp_path / "runs", "finetune", FINETUNE)
+    results = json.loads((run / "results.json").read_text())
+    plain = write_report([run], tmp_path / "plain").path.read_text()
+    assert "## Per modality" not in plain
+    results["task_modalities"] = {TASKS[0]: "audio", TASKS[1]: "image", TASKS[2]: "audio"}
+    (run / "results.json").write_text(json.dumps(results))
+    rows = _table(write_report([run], tmp_path / "out").path.read_text(), "## Per modality")
+    assert rows == [
+        ["finetune", "final", "67.50", "50.00"],
+        ["finetune", "BWT", "-15.00", "-30.00"],
+    ]

@@ -223,6 +223,11 @@ class BackboneConfig:
         help="LM slots a video takes, split evenly over its frames (default: as many as an image)",
         bounds=AT_LEAST_1,
     )
+    train_media_projections: bool = setting(
+        False,
+        help="the audio and video projections train with the method and are saved with it, as "
+        "in MICL (images keep the method's own choice)",
+    )
     pixel_cache_mb: int = setting(
         2048, help="processed images kept in memory between epochs and stages", bounds=NON_NEGATIVE
     )

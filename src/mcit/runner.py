@@ -287,6 +287,7 @@ class ContinualRun:
         results = None
         if saved is not None:  # checked before the model is loaded
             saved.setdefault("task_metrics", task_metrics)
+            saved.setdefault("task_modalities", {t.name: t.modality for t in self.tasks})
             source = str(self.results_path)
             results = RunResults.from_dict(saved, source)
             matrix_from_results(results, source)  # a damaged file: one line, named
@@ -311,6 +312,7 @@ class ContinualRun:
                 trains=self.method.trains,
                 manifest=manifest(config, self.accelerator, self.tasks),
                 task_metrics=task_metrics,
+                task_modalities={t.name: t.modality for t in self.tasks},
             )
         elif results.trains is None:  # a run from before 'trains' was recorded
             results.trains = self.method.trains

@@ -6,8 +6,9 @@ structure and names the first field a file gets wrong. Keys this mcit does not k
 from a newer mcit) are kept in `extra` and written back unchanged.
 
 Fields added after version 1 files were first written default so that older files still read:
-`task_metrics` (absent: every task scored 0-100) and `trains` (absent: unknown, resolved from
-the method registry by the layer that may import it).
+`task_metrics` (absent: every task scored 0-100), `task_modalities` (absent: no per-modality
+table) and `trains` (absent: unknown, resolved from the method registry by the layer that may
+import it).
 """
 
 from __future__ import annotations
@@ -80,12 +81,13 @@ class RunResults:
     matrix: list[Row] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
     task_metrics: dict[str, str] | None = None  # task → metric name (sets its score range)
+    task_modalities: dict[str, str] | None = None  # task → image | audio | video | text
     seconds_this_process: float | None = None
     complete: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     # Written only when set, so that a file reads back as it was written.
-    _OPTIONAL = ("method", "trains", "task_metrics", "seconds_this_process")
+    _OPTIONAL = ("method", "trains", "task_metrics", "task_modalities", "seconds_this_process")
     _ORDER = (
         "version",
         "run",
@@ -99,6 +101,7 @@ class RunResults:
         "matrix",
         "manifest",
         "task_metrics",
+        "task_modalities",
         "seconds_this_process",
         "complete",
     )
@@ -150,6 +153,14 @@ class RunResults:
             raise MatrixError(
                 f"{source}, field 'task_metrics': expected an object task → metric name"
             )
+        modalities = data.get("task_modalities")
+        if modalities is not None and (
+            not isinstance(modalities, dict)
+            or not all(isinstance(v, str) for v in modalities.values())
+        ):
+            raise MatrixError(
+                f"{source}, field 'task_modalities': expected an object task → modality"
+            )
         for key, kind in (("manifest", dict), ("method_args", dict)):
             if key in data and not isinstance(data[key], kind):
                 raise MatrixError(f"{source}, field {key!r}: expected an object")
@@ -171,6 +182,7 @@ class RunResults:
             matrix=[row if not isinstance(row, list) else list(row) for row in matrix],
             manifest=data.get("manifest", {}),
             task_metrics=metrics,
+            task_modalities=modalities,
             seconds_this_process=data.get("seconds_this_process"),
             complete=bool(data.get("complete", False)),
             extra={k: v for k, v in data.items() if k not in known},

@@ -85,6 +85,10 @@ class ContinualMethod(nn.Module):
         self.args = args
         self.tasks_seen: list[str] = []
         self.attach()
+        if self.trains and backbone.config.train_media_projections and backbone.media is not None:
+            # MICL's model trains each modality's projection with the method (saved with it).
+            for p in backbone.media.parameters():
+                p.requires_grad_(True)
 
     # ------------------------------------------------------------------ lifecycle
     def attach(self) -> None:

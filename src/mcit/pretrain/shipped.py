@@ -41,13 +41,41 @@ def ensure_tiny_backbone(config: TinyConfig, progress: bool = True) -> tuple[Pat
     """(llava_dir, clip_dir) of `config`'s base: shipped, cached, or built now into the cache.
     Its audio encoder, when it has one, is `audio_dir(llava_dir)`."""
     root = shipped_base(config) or cache_dir(config)
-    if not (root / "DONE").is_file() or not (root / "audio").is_dir():
+
+    def ready() -> bool:
+        return (root / "DONE").is_file() and (root / "audio").is_dir()
+
+    if not ready():
         from mcit.pretrain.build import build_base
 
-        with file_lock(root.parent / f".{root.name}.lock"):
-            if not (root / "DONE").is_file() or not (root / "audio").is_dir():
-                build_base(config, root, resume=True, progress=progress, recipe=recipe_name(config))
+        if not _may_write_weights():
+            _wait_for(ready, root, progress)
+        else:
+            with file_lock(root.parent / f".{root.name}.lock"):
+                if not ready():
+                    build_base(
+                        config, root, resume=True, progress=progress, recipe=recipe_name(config)
+                    )
     return root / "llava", root / "clip"
+
+
+def _may_write_weights() -> bool:
+    """Whether this process can build a base: under torch.distributed, transformers'
+    `save_pretrained` writes weights on rank 0 only, so the other ranks wait for it."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _wait_for(ready, root: Path, progress: bool) -> None:
+    import time
+
+    waited = 0
+    while not ready():
+        if progress and waited % 60 == 0:
+            print(f"[mcit] waiting for rank 0 to build the tiny base in {root}", flush=True)
+        time.sleep(1)
+        waited += 1
 
 
 def audio_dir(llava_dir: Path) -> Path:

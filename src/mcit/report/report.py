@@ -22,6 +22,7 @@ from mcit.report.tables import (
     analysis_summary_table,
     efficiency_tables,
     markdown_table,
+    per_modality_table,
     per_stage_table,
     per_task_table,
     rehearsal_note,
@@ -139,6 +140,20 @@ def write_report(
         "",
         per_task_table(runs),
         "",
+    ]
+    modality_table = per_modality_table(runs)
+    if modality_table:
+        md += [
+            "## Per modality",
+            "",
+            "After the last finished stage: the mean ContinualT of each modality's tasks, and "
+            "their BWT (mean of a[T][i] − a[i][i] over them, the last task left out): whether "
+            "earlier modalities keep working once the stream has moved on.",
+            "",
+            modality_table,
+            "",
+        ]
+    md += [
         "## Per stage: MA and BWT",
         "",
         "MA_t = mean of a[t][i] over i ≤ t; BWT_t = mean of a[t][i] − a[i][i] over i < t. "

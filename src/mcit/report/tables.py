@@ -150,6 +150,35 @@ def per_task_table(runs: Sequence[RunRecord]) -> str:
     return markdown_table(["method", "metric", *tasks, "mean"], rows, left=2)
 
 
+def per_modality_table(runs: Sequence[RunRecord]) -> str:
+    """Per modality (the runs' `task_modalities`) × run, after the last finished stage: the
+    mean final score of that modality's tasks, and their BWT (the mean of A_T,i − A_i,i over
+    them, the last task left out as in BWT). Empty when the stream has one modality."""
+    modalities = runs[0].results.get("task_modalities") or {}
+    kinds = list(dict.fromkeys(modalities.get(t) for t in runs[0].matrix.tasks))
+    if len(kinds) < 2 or None in kinds:
+        return ""
+    rows = []
+    for run in runs:
+        by_task = {x.task: x for x in run.metrics.per_task}
+        last = run.matrix.tasks[len(run.metrics.per_stage) - 1] if run.metrics.per_stage else None
+        finals, bwts = [], []
+        for kind in kinds:
+            mine = [
+                by_task[t] for t in run.matrix.tasks if modalities.get(t) == kind and t in by_task
+            ]
+            finals.append(_mean([x.final for x in mine]))
+            forgetting = [
+                x.final - x.direct
+                for x in mine
+                if x.task != last and x.final is not None and x.direct is not None
+            ]
+            bwts.append(_mean(forgetting) if not run.matrix.single_stage else None)
+        rows.append([run.display, "final", *(fmt(v) for v in finals)])
+        rows.append([run.display, "BWT", *(fmt(v) for v in bwts)])
+    return markdown_table(["method", "metric", *kinds], rows, left=2)
+
+
 def per_stage_table(runs: Sequence[RunRecord]) -> str:
     """MA_t and BWT_t per stage × run. A single-stage run (multi-task, zero-shot) has learned
     every task when it is measured, so its MA sits under the last stage."""
