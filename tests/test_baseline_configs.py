@@ -54,7 +54,8 @@ MICL_LORA = ["finetune-lora", "multitask", "lwf", "ewc", "replay", "moincl"]
 def test_micl_mini_configs_parse_and_share_one_budget(path):
     """Every micl-mini config: a registered method, finetune-lora's data, evaluation and
     budget (prompt methods: their own lr); the projections train (MICL's model) for every
-    method that trains; MICL's LoRA (r 8, α 32, q and v) for the LoRA methods."""
+    method that trains; the LoRA methods' r 16 on every linear (configs/micl-mini/README.md),
+    and MICL's r 8 on q, v in the `-paper-lora` configs."""
     config = load_config(path)
     reference = load_config(MICL / "finetune-lora.yaml")
     cls, args = method_class(config.method.name, config.method.args)
@@ -65,8 +66,11 @@ def test_micl_mini_configs_parse_and_share_one_budget(path):
     train.pop("lr"), ref_train.pop("lr")
     assert train == ref_train
     assert config.model.backbone.train_media_projections is cls.trains
-    if cls.name in MICL_LORA:
-        assert (args.r, args.alpha, args.target_modules) == (8, 32, ["q_proj", "v_proj"])
+    if path.stem.endswith("-paper-lora"):
+        assert (args.r, args.alpha, args.dropout) == (8, 32, 0.1)
+        assert args.target_modules == ["q_proj", "v_proj"]
+    elif cls.name in MICL_LORA:
+        assert (args.r, args.alpha, len(args.target_modules)) == (16, 32, 7)
 
 
 @pytest.mark.parametrize(

@@ -251,3 +251,24 @@ def test_a_micl_mini_run_records_its_media_and_answers_audio(
     assert (
         "slow.wav: sample rate 8000 Hz, the audio encoder's is 16000 Hz" in capsys.readouterr().err
     )
+
+
+def test_trained_projections_are_among_what_every_training_method_sees(micro_backbone_dirs):
+    """With train_media_projections, the projections train before `attach`: a method that
+    reads what trains while attaching (EWC's Fisher and anchor) covers them too."""
+    from mcit.methods.base import build_method, method_class, method_names
+
+    llava, clip = micro_backbone_dirs
+    config = BackboneConfig(train_media_projections=True)
+    for name in method_names():
+        bb = load_llava_dir(llava, config, str(clip), config.chat, ALL, llava.parent / "audio")
+        method = build_method(name, bb)
+        media = {id(p) for p in bb.media.parameters()}
+        trained = {id(p) for p in method.trainable_parameters()}
+        assert (media <= trained) is method_class(name)[0].trains, name
+        if name == "ewc":
+            keys = [k for k, _ in method.named_parameters() if k.startswith("backbone.media.")]
+            assert keys and all(
+                method.fisher.of(k).shape == method.anchor.of(k).shape for k in keys
+            )
+            assert float(method.penalty()) == 0.0

@@ -123,6 +123,27 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_import(args: argparse.Namespace) -> int:
+    """A real benchmark from the user's local copy, written in mcit's format, then validated."""
+    from mcit.data.benchmarks import validate_benchmark
+    from mcit.data.micl_import import import_micl
+
+    if args.benchmark != "micl":
+        raise SystemExit(f"mcit data import: unknown benchmark '{args.benchmark}' (known: micl)")
+    out = import_micl(args.root, args.out)
+    print(f"wrote {out}")
+    report = validate_benchmark(out)
+    print(report.format())
+    if not report.ok:
+        print(
+            f"mcit data import: the media or records have the problems above; fix them, then "
+            f"`mcit data validate {out}`",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
 def _cmd_data_generate(args: argparse.Namespace) -> int:
     from mcit.data.micl_mini.generate import generate_micl_mini
     from mcit.data.synthetic.coin_mini import generate_coin_mini
@@ -333,6 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", default=None, help="comma-separated task names")
     p.add_argument("--size", default=None, help="TRAIN[,TEST] samples per task")
     p.set_defaults(func=_cmd_data_generate)
+    p = dsub.add_parser(
+        "import", help="write a real benchmark (micl) from a local copy of its datasets"
+    )
+    p.add_argument("benchmark", help="micl")
+    p.add_argument("--root", required=True, help="the datasets' folder (docs/data-format.md)")
+    p.add_argument("--out", required=True, help="the benchmark folder to write")
+    p.set_defaults(func=_cmd_data_import)
+
     p = dsub.add_parser("validate", help="check a benchmark folder and report every problem")
     p.add_argument("path", help="a benchmark folder, its benchmark.yaml, or a registered name")
     p.add_argument(

@@ -84,15 +84,17 @@ class ContinualMethod(nn.Module):
         self.backbone = backbone
         self.args = args
         self.tasks_seen: list[str] = []
-        self.attach()
         if self.trains and backbone.config.train_media_projections and backbone.media is not None:
             # MICL's model trains each modality's projection with the method (saved with it).
+            # Before `attach`, so a method sees them among what trains (EWC's Fisher).
             for p in backbone.media.parameters():
                 p.requires_grad_(True)
+        self.attach()
 
     # ------------------------------------------------------------------ lifecycle
     def attach(self) -> None:
-        """Add modules and set `requires_grad`. The backbone arrives fully frozen."""
+        """Add modules and set `requires_grad`. The backbone arrives frozen, but for the audio
+        and video projections when `model.backbone.train_media_projections` is on."""
 
     def stage_plan(self, tasks: list[Task]) -> list[list[Task]]:
         """Which tasks each training stage sees. Continual methods: one task per stage."""
