@@ -1,17 +1,24 @@
-"""Two measurements of the shipped tiny base behind README's "why ModalPrompt learns less".
+"""Three measurements of a tiny base behind README's "why ModalPrompt learns less" and docs/base.md.
 
 1. The base's LM loss (nats per answer token) on each task's training answers before any
    training, with and without a fresh ModalPrompt prompt in front.
 2. A ridge probe on the frozen vision tower's tokens: how many held-out single-shape boxes it
    places at IoU > 0.5 (is the box in the features, or lost in the LM?).
+3. Seen against held-out: exact match, per skill, on the first turn of the base's own first
+   `--seen` training conversations (regenerated from the recipe's seed), beside the held-out
+   probe of its model card. A skill low on both is not learned at all; high on seen pictures
+   and low on new ones is memorised.
 
     .venv/bin/python scripts/base-diagnostics.py [--tasks gqa,vqav2,scienceqa] [--pictures 3000]
+        [--seen 1200] [--base DIR --recipe NAME]   # DIR: a built base (default: the shipped one)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -19,12 +26,17 @@ import numpy as np
 import torch
 from sklearn.linear_model import Ridge
 
-from mcit.config import BackboneConfig, load_config
+from mcit.config import BackboneConfig, ChatFormat, load_config
 from mcit.data.collate import Collator
+from mcit.data.sample import Sample
+from mcit.data.synthetic.pretrain import TEMPLATES, pretrain_instructions
 from mcit.data.synthetic.scene import background_color, render_objects, scatter
 from mcit.data.synthetic.vocab import COLOR_NAMES, SHAPES
+from mcit.evaluation.scorers import score_predictions
 from mcit.methods.base import build_method
-from mcit.models.backbone import load_backbone
+from mcit.models.backbone import load_backbone, load_llava_dir
+from mcit.pretrain.recipes import DEFAULT_RECIPE, recipe
+from mcit.pretrain.shipped import shipped_dir
 from mcit.runner import load_stream
 
 
@@ -87,14 +99,80 @@ def box_probe(pictures: int) -> None:
     )
 
 
+def _skill_of(question: str) -> str:
+    """The mixture skill whose template produced `question`."""
+    for skill, template in TEMPLATES.items():
+        pattern = re.escape(template)
+        for field in re.findall(r"{(\w+)}", template):
+            pattern = pattern.replace(re.escape("{" + field + "}"), ".+")
+        if re.fullmatch(pattern, question):
+            return skill
+    return "other"
+
+
+@torch.no_grad()
+def seen_versus_held_out(base: Path, recipe_name: str, conversations: int) -> None:
+    config = recipe(recipe_name)
+    backbone = load_llava_dir(
+        base / "llava",
+        BackboneConfig(name="tiny"),
+        clip_dir=str(base / "clip"),
+        chat=ChatFormat(system=""),
+    )
+    collate = Collator(backbone)
+    records = pretrain_instructions(
+        conversations, seed=config.seed + 2, image_size=config.image_size
+    )
+    skills, samples, answers = [], [], []
+    with tempfile.TemporaryDirectory() as folder:
+        for i, (image, turns) in enumerate(records):
+            path = Path(folder) / f"{i}.png"
+            image.save(path)
+            user, answer = turns[0]
+            skills.append(_skill_of(user))
+            samples.append(
+                Sample(
+                    id=str(i),
+                    task="seen",
+                    turns=[(user, answer)],
+                    references=[answer],
+                    metric="exact",
+                    media={"image": str(path)},
+                )
+            )
+        for start in range(0, len(samples), 50):
+            batch = collate(samples[start : start + 50], with_answer=False)
+            answers += backbone.generate(
+                backbone.embed_batch(batch), batch.attention_mask, max_new_tokens=48
+            )
+    exact = score_predictions("exact", answers, [s.references for s in samples])
+    held = json.loads((base / "model_card.json").read_text())["probe"]["exact_match"]
+    by_skill: dict[str, list[float]] = {}
+    for skill, score in zip(skills, exact, strict=True):
+        by_skill.setdefault(skill, []).append(score)
+    print("| skill | seen in training (questions) | held-out probe |\n| --- | --: | --: |")
+    for skill, scores in sorted(by_skill.items()):
+        seen = 100 * sum(scores) / len(scores)
+        print(f"| {skill} | {seen:.1f} ({len(scores)}) | {held.get(skill, '–')} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="gqa,vqav2,scienceqa")
+    parser.add_argument("--tasks", default="gqa,vqav2,scienceqa", help="tasks (empty: skip)")
     parser.add_argument("--samples", type=int, default=32, help="training answers per task")
-    parser.add_argument("--pictures", type=int, default=3000, help="pictures for the box probe")
+    parser.add_argument(
+        "--pictures", type=int, default=3000, help="pictures for the box probe (0: skip)"
+    )
+    parser.add_argument("--seen", type=int, default=1200, help="training conversations (0: skip)")
+    parser.add_argument("--base", type=Path, help="a built base folder (default: the shipped one)")
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE, help="the recipe that built --base")
     args = parser.parse_args()
-    answer_losses(args.tasks.split(","), args.samples)
-    box_probe(args.pictures)
+    if args.tasks:
+        answer_losses(args.tasks.split(","), args.samples)
+    if args.pictures:
+        box_probe(args.pictures)
+    if args.seen:
+        seen_versus_held_out(args.base or shipped_dir(args.recipe), args.recipe, args.seen)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from mcit.cli import main
 from mcit.pretrain import build
 from mcit.pretrain.build import BuildError, batch_indices, build_base
-from mcit.pretrain.recipes import RECIPES, recipe, recipe_name
+from mcit.pretrain.recipes import DEFAULT_RECIPE, RECIPES, recipe, recipe_name
 
 MICRO = RECIPES["micro"]
 
@@ -44,6 +44,14 @@ def test_same_recipe_and_seed_give_identical_weights(micro_build, tmp_path):
     assert _same(_weights(micro_build), _weights(again))
     other = build_base(dataclasses.replace(MICRO, seed=1), tmp_path / "s1", progress=False)
     assert not _same(_weights(micro_build), _weights(other))
+    # bf16 autocast is on in the LLaVA stage (and only there): the same build in fp32 differs
+    # in the LLaVA weights alone.
+    fp32 = _weights(
+        build_base(dataclasses.replace(MICRO, llava_bf16=False), tmp_path / "f", progress=False)
+    )
+    bf16 = _weights(micro_build)
+    differ = {key.split(".")[0] for key in bf16 if not torch.equal(bf16[key], fp32[key])}
+    assert differ == {"llava"}
 
 
 def test_interrupted_build_resumes_to_the_same_weights(micro_build, tmp_path):
@@ -99,8 +107,8 @@ def test_the_shipped_audio_encoder_hears_what_the_audio_tasks_ask():
     from mcit.pretrain.build import _encode_texts, _pad_right
     from mcit.pretrain.shipped import shipped_dir
 
-    root = shipped_dir("tiny-lite0")
-    config = RECIPES["tiny-lite0"]
+    root = shipped_dir(DEFAULT_RECIPE)
+    config = RECIPES[DEFAULT_RECIPE]
     encoder = load_audio_encoder(root / "audio", tokens=1)
     heads = load_file(root / "audio" / "heads.safetensors")
     audio_head, text_head = nn.Linear(*heads["audio_head.weight"].T.shape), nn.Linear(128, 128)

@@ -67,6 +67,7 @@ class TinyConfig:
     llava_steps: int = 450
     llava_batch: int = 32
     llava_lr: float = 1e-3
+    llava_bf16: bool = False  # bf16 autocast in the LLaVA stage (fp32 weights and AdamW)
     report_samples: int = 40  # held-out questions per skill (and 4x as many captions)
     # The audio encoder (a Whisper encoder, `mcit.models.audio`), trained contrastively against
     # the tiny CLIP's frozen text tower on synthesised sounds (`mcit.pretrain.audio`).
