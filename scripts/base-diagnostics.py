@@ -28,13 +28,13 @@ from sklearn.linear_model import Ridge
 
 from mcit.config import BackboneConfig, ChatFormat, load_config
 from mcit.data.collate import Collator
-from mcit.data.sample import Sample
 from mcit.data.synthetic.pretrain import TEMPLATES, pretrain_instructions
 from mcit.data.synthetic.scene import background_color, render_objects, scatter
 from mcit.data.synthetic.vocab import COLOR_NAMES, SHAPES
 from mcit.evaluation.scorers import score_predictions
 from mcit.methods.base import build_method
 from mcit.models.backbone import load_backbone, load_llava_dir
+from mcit.pretrain.probe import generate_answers, single_turn_samples
 from mcit.pretrain.recipes import DEFAULT_RECIPE, recipe
 from mcit.pretrain.shipped import shipped_dir
 from mcit.runner import load_stream
@@ -123,28 +123,16 @@ def seen_versus_held_out(base: Path, recipe_name: str, conversations: int) -> No
     records = pretrain_instructions(
         conversations, seed=config.seed + 2, image_size=config.image_size
     )
-    skills, samples, answers = [], [], []
+    skills, rows = [], []
     with tempfile.TemporaryDirectory() as folder:
         for i, (image, turns) in enumerate(records):
             path = Path(folder) / f"{i}.png"
             image.save(path)
             user, answer = turns[0]
             skills.append(_skill_of(user))
-            samples.append(
-                Sample(
-                    id=str(i),
-                    task="seen",
-                    turns=[(user, answer)],
-                    references=[answer],
-                    metric="exact",
-                    media={"image": str(path)},
-                )
-            )
-        for start in range(0, len(samples), 50):
-            batch = collate(samples[start : start + 50], with_answer=False)
-            answers += backbone.generate(
-                backbone.embed_batch(batch), batch.attention_mask, max_new_tokens=48
-            )
+            rows.append((str(path), user, answer))
+        samples = single_turn_samples(rows, "seen")
+        answers = generate_answers(backbone, collate, samples, "seen")
     exact = score_predictions("exact", answers, [s.references for s in samples])
     held = json.loads((base / "model_card.json").read_text())["probe"]["exact_match"]
     by_skill: dict[str, list[float]] = {}

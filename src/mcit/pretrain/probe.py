@@ -25,7 +25,7 @@ BOX_SKILL = "where"
 CAPTION_SKILL = "describe"
 
 
-def _samples(rows: list[tuple[str, str, str]], prefix: str) -> list[Sample]:
+def single_turn_samples(rows: list[tuple[str, str, str]], prefix: str) -> list[Sample]:
     """(image path, user, answer) rows as single-turn samples."""
     return [
         Sample(
@@ -38,6 +38,20 @@ def _samples(rows: list[tuple[str, str, str]], prefix: str) -> list[Sample]:
         )
         for i, (path, user, answer) in enumerate(rows)
     ]
+
+
+@torch.no_grad()
+def generate_answers(
+    backbone, collate: Collator, samples: list[Sample], desc: str, progress: bool = False
+) -> list[str]:
+    """Greedy answers (at most 48 new tokens) to single-turn samples, 50 at a time."""
+    out = []
+    for start in tqdm(range(0, len(samples), 50), desc=desc, disable=not progress, mininterval=2):
+        batch = collate(samples[start : start + 50], with_answer=False)
+        out += backbone.generate(
+            backbone.embed_batch(batch), batch.attention_mask, max_new_tokens=48
+        )
+    return out
 
 
 @torch.no_grad()
@@ -64,11 +78,11 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
             path = Path(tmp) / f"{i}.png"
             image.save(path)
             paths.append(str(path))
-        qa = _samples(
+        qa = single_turn_samples(
             [(paths[i], user, answer) for i, (_, _, user, answer) in enumerate(probe)],
             "probe",
         )
-        cap = _samples(
+        cap = single_turn_samples(
             [
                 (paths[len(probe) + i], CAPTION_INSTRUCTION, text)
                 for i, (_, text) in enumerate(captions)
@@ -76,21 +90,8 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
             "probe-caption",
         )
 
-        def predict(samples: list[Sample], name: str) -> list[str]:
-            out = []
-            for start in tqdm(
-                range(0, len(samples), 50),
-                desc=f"probe {name}",
-                disable=not progress,
-                mininterval=2,
-            ):
-                batch = collate(samples[start : start + 50], with_answer=False)
-                embeds = backbone.embed_batch(batch)
-                out += backbone.generate(embeds, batch.attention_mask, max_new_tokens=48)
-            return out
-
-        answers = predict(qa, "skills")
-        captions_pred = predict(cap, "captions")
+        answers = generate_answers(backbone, collate, qa, "probe skills", progress)
+        captions_pred = generate_answers(backbone, collate, cap, "probe captions", progress)
     exact = score_predictions("exact", answers, [s.references for s in qa])
     by_skill: dict[str, list[float]] = {}
     for (skill, *_), score in zip(probe, exact, strict=True):
