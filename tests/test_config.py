@@ -39,6 +39,23 @@ def test_bad_override_and_missing_file(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
+def test_unparsable_yaml_is_one_line_with_its_place(tmp_path):
+    # PyYAML's own message spans four lines with a caret drawing; the error says it in one.
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ['method.args={"r": 4'])
+    assert str(err.value) == (
+        "override 'method.args={\"r\": 4': cannot parse the value "
+        "(line 1, column 8: expected ',' or '}', but got '<stream end>')"
+    )
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  lr: [1e-4\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"{path}: invalid YAML (line 3, column 1: expected ',' or ']', but got '<stream end>')"
+    )
+
+
 def test_every_shipped_config_loads():
     from pathlib import Path
 

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from mcit.errors import ConfigError
+from mcit.files import yaml_problem
 
 
 # ---------------------------------------------------------------------------- declaring keys
@@ -458,7 +459,9 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         try:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError as err:
-            raise ConfigError(f"override '{item}': cannot parse the value: {err}") from err
+            raise ConfigError(
+                f"override '{item}': cannot parse the value ({yaml_problem(err)})"
+            ) from None
         pairs.append((key.strip(), value))
     return pairs
 
@@ -475,7 +478,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {err}") from err
+            raise ConfigError(f"{path}: invalid YAML ({yaml_problem(err)})") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
     for key, value in parse_overrides(overrides or []):

@@ -1,6 +1,6 @@
 """Files written atomically (a temporary file beside the target, then a rename, so an
 interrupted run never leaves a half-written file that a resume would trust) and the one JSON
-reader whose errors name the file; the cache folder, its lock and the atomic swap of a whole
+reader whose errors name the file (and YAML parse errors in one line); the cache folder, its lock and the atomic swap of a whole
 folder. No torch here: `mcit metrics` and reports import it."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 def temporary_path(path: Path) -> Path:
@@ -59,6 +61,15 @@ def read_json(path: Path, error: type[Exception] = ValueError) -> Any:
         raise error(
             f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
         ) from None
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML parse error in one line: what is wrong and where (PyYAML's own message spans
+    several lines, with a caret drawing, and reads as cut short in a one-line error)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
 
 
 def cache_root() -> Path:

@@ -36,7 +36,13 @@ from mcit.evaluation.analysis import StageAnalysis, write_stage_analysis
 from mcit.evaluation.evaluator import check_answer_budget, evaluate_task, write_jsonl_atomic
 from mcit.evaluation.matrix_files import matrix_from_results, write_run_metrics
 from mcit.evaluation.run_results import RunResults, StageRecord
-from mcit.files import exclusive_folder, read_json, write_json_atomic, write_text_atomic
+from mcit.files import (
+    exclusive_folder,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+    yaml_problem,
+)
 from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.methods.inspection import stage_analyses
 from mcit.models.backbone import load_backbone
@@ -161,7 +167,7 @@ def _check_resumable(run_dir: Path, config: RunConfig, results: dict | None) -> 
     try:
         saved_tree = yaml.safe_load(saved_path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"{saved_path}: invalid YAML: {err}") from None
+        raise ConfigError(f"{saved_path}: invalid YAML ({yaml_problem(err)})") from None
     saved = to_dict(from_dict(RunConfig, saved_tree, str(saved_path)))
     current = to_dict(config)
     for key in IDENTITY_KEYS:

@@ -18,6 +18,7 @@ import yaml
 from mcit.data.formats.llava import load_llava_test, load_llava_train
 from mcit.data.sample import METRICS, MODALITIES, Task
 from mcit.errors import DataError
+from mcit.files import yaml_problem
 
 SPEC_FILE = "benchmark.yaml"
 _TOP_KEYS = ("name", "description", "tasks", "orders", "meta")  # meta: free-form, for generators
@@ -111,10 +112,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DataError(path, None, None, f"invalid YAML{where}: {problem}") from None
+        raise DataError(path, None, None, f"invalid YAML ({yaml_problem(exc)})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(path, None, None, f"cannot read: {exc}") from None
     if not isinstance(data, dict):

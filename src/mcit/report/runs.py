@@ -21,7 +21,7 @@ from mcit.evaluation.matrix_files import (
     matrix_from_results,
     with_single_task_file,
 )
-from mcit.files import read_json
+from mcit.files import read_json, yaml_problem
 from mcit.methods.base import method_trains, registered_class
 from mcit.report.analysis import Analysis, last_stage_analyses
 
@@ -132,7 +132,7 @@ def load_run(path: str | Path) -> RunRecord:
         try:
             config = yaml.safe_load(config_path.read_text()) or None
         except yaml.YAMLError as exc:
-            raise ReportError(f"{config_path}: invalid YAML: {exc}") from None
+            raise ReportError(f"{config_path}: invalid YAML ({yaml_problem(exc)})") from None
     return RunRecord(run_dir, results, matrix, metrics, config, last_stage_analyses(run_dir))
 
 
