@@ -1,4 +1,4 @@
-"""Three measurements of a tiny base behind README's "why ModalPrompt learns less" and docs/base.md.
+"""Four measurements of a tiny base behind README's "why ModalPrompt learns less" and docs/base.md.
 
 1. The base's LM loss (nats per answer token) on each task's training answers before any
    training, with and without a fresh ModalPrompt prompt in front.
@@ -8,9 +8,13 @@
    `--seen` training conversations (regenerated from the recipe's seed), beside the held-out
    probe of its model card. A skill low on both is not learned at all; high on seen pictures
    and low on new ones is memorised.
+4. One attention lookup over the frozen tower's tokens, trained alone: "the colour of the
+   <shape>" in scenes of one to seven shapes (the mixture's own scenes), held-out accuracy. It
+   sets what the tokens carry beside what the LM makes of them (the `color_of` skill).
 
     .venv/bin/python scripts/base-diagnostics.py [--tasks gqa,vqav2,scienceqa] [--pictures 3000]
         [--seen 1200] [--base DIR --recipe NAME]   # DIR: a built base (default: the shipped one)
+        [--lookup 8000]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from sklearn.linear_model import Ridge
 from mcit.config import BackboneConfig, ChatFormat, load_config
 from mcit.data.collate import Collator
 from mcit.data.synthetic.pretrain import TEMPLATES, pretrain_instructions
+from mcit.data.synthetic.pretrain import _shapes as _mixture_shapes
 from mcit.data.synthetic.scene import background_color, render_objects, scatter
 from mcit.data.synthetic.vocab import COLOR_NAMES, SHAPES
 from mcit.evaluation.scorers import score_predictions
@@ -60,6 +65,22 @@ def answer_losses(tasks: list[str], samples: int) -> None:
         prompted.end_task(s, task, [])
 
 
+@torch.no_grad()
+def tower_tokens(backbone, images) -> torch.Tensor:
+    """(pictures, tokens, width): the frozen tower's tokens of `images`, read from PNG files as
+    a benchmark's pictures are."""
+    features = []
+    with tempfile.TemporaryDirectory() as folder:
+        for start in range(0, len(images), 250):
+            paths = []
+            for i, image in enumerate(images[start : start + 250]):
+                path = Path(folder) / f"{start + i}.png"
+                image.save(path)
+                paths.append(str(path))
+            features.append(backbone.vision_features(backbone.pixel_values(paths)).float())
+    return torch.cat(features)
+
+
 def box_probe(pictures: int) -> None:
     backbone = load_backbone(BackboneConfig(name="tiny"))
     rng = random.Random(0)
@@ -69,18 +90,7 @@ def box_probe(pictures: int) -> None:
         if objs is not None:
             images.append(render_objects(64, objs, background_color(rng)).image())
             boxes.append(objs[0].box)
-    features = []
-    with tempfile.TemporaryDirectory() as folder:
-        for start in range(0, pictures, 250):
-            paths = []
-            for i, image in enumerate(images[start : start + 250]):
-                path = Path(folder) / f"{start + i}.png"
-                image.save(path)
-                paths.append(str(path))
-            with torch.no_grad():
-                tokens = backbone.vision_features(backbone.pixel_values(paths))
-            features.append(tokens.reshape(len(paths), -1).float().numpy())
-    x, y = np.concatenate(features), np.array(boxes)
+    x, y = tower_tokens(backbone, images).reshape(pictures, -1).numpy(), np.array(boxes)
     cut = pictures * 5 // 6
     predicted = Ridge(alpha=100).fit(x[:cut], y[:cut]).predict(x[cut:])
     truth = y[cut:]
@@ -96,6 +106,65 @@ def box_probe(pictures: int) -> None:
     print(
         f"ridge probe, {pictures - cut} held-out single shapes: IoU > 0.5 for "
         f"{100 * (iou > 0.5).mean():.1f} %, mean coordinate error {np.abs(predicted - truth).mean():.3f}"
+    )
+
+
+class ColourLookup(torch.nn.Module):
+    """The shape word's embedding queries the projected tokens once; the read value names the
+    colour (one attention head, as one LM layer would have)."""
+
+    def __init__(self, width: int, hidden: int = 256):
+        super().__init__()
+        self.project = torch.nn.Sequential(
+            torch.nn.Linear(width, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, hidden)
+        )
+        self.query = torch.nn.Embedding(len(SHAPES), hidden)
+        self.key = torch.nn.Linear(hidden, hidden)
+        self.value = torch.nn.Linear(hidden, hidden)
+        self.read = torch.nn.Sequential(
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.GELU(),
+            torch.nn.Linear(hidden, len(COLOR_NAMES)),
+        )
+
+    def forward(self, tokens: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+        t = self.project(tokens)
+        scores = torch.einsum("bd,btd->bt", self.query(shape), self.key(t)) / t.shape[-1] ** 0.5
+        return self.read(torch.einsum("bt,btd->bd", scores.softmax(-1), self.value(t)))
+
+
+def lookup_probe(pictures: int, steps: int = 1500) -> None:
+    backbone = load_backbone(BackboneConfig(name="tiny"))
+    rng = random.Random(1)
+    images, rows = [], []
+    while len(images) < pictures:
+        objs = _mixture_shapes(rng)
+        if objs is None:
+            continue
+        for o in objs:
+            if sum(x.shape == o.shape for x in objs) == 1:
+                rows.append((len(images), SHAPES.index(o.shape), COLOR_NAMES.index(o.color)))
+        images.append(render_objects(64, objs, background_color(rng)).image())
+    tokens = tower_tokens(backbone, images)
+    index = torch.tensor(rows)
+    held_out = index[:, 0] >= pictures * 4 // 5
+    train, test = index[~held_out], index[held_out]
+    torch.manual_seed(0)
+    probe = ColourLookup(tokens.shape[-1])
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-3)
+    for _ in range(steps):
+        batch = train[torch.randint(len(train), (64,))]
+        loss = torch.nn.functional.cross_entropy(
+            probe(tokens[batch[:, 0]], batch[:, 1]), batch[:, 2]
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        right = probe(tokens[test[:, 0]], test[:, 1]).argmax(-1) == test[:, 2]
+    print(
+        f"one attention lookup on the frozen tokens, {len(test)} held-out 'colour of the <shape>' "
+        f"questions ({pictures} scenes, {steps} steps of 64): {100 * right.float().mean():.1f} %"
     )
 
 
@@ -151,6 +220,9 @@ def main() -> None:
     parser.add_argument(
         "--pictures", type=int, default=3000, help="pictures for the box probe (0: skip)"
     )
+    parser.add_argument(
+        "--lookup", type=int, default=0, help="scenes for the lookup probe (0: skip)"
+    )
     parser.add_argument("--seen", type=int, default=1200, help="training conversations (0: skip)")
     parser.add_argument("--base", type=Path, help="a built base folder (default: the shipped one)")
     parser.add_argument("--recipe", default=DEFAULT_RECIPE, help="the recipe that built --base")
@@ -159,6 +231,8 @@ def main() -> None:
         answer_losses(args.tasks.split(","), args.samples)
     if args.pictures:
         box_probe(args.pictures)
+    if args.lookup:
+        lookup_probe(args.lookup)
     if args.seen:
         seen_versus_held_out(args.base or shipped_dir(args.recipe), args.recipe, args.seen)
 
