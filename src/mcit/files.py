@@ -1,7 +1,8 @@
 """Files written atomically (a temporary file beside the target, then a rename, so an
 interrupted run never leaves a half-written file that a resume would trust) and the one JSON
-reader whose errors name the file (and YAML parse errors in one line); the cache folder, its lock and the atomic swap of a whole
-folder. No torch here: `mcit metrics` and reports import it."""
+reader whose errors name the file (and YAML parse errors in one line); the cache folder, its
+lock and the atomic swap of a whole folder. No torch here: `mcit metrics` and reports import
+it."""
 
 from __future__ import annotations
 
