@@ -39,7 +39,7 @@ from mcit.data.synthetic.vocab import COLOR_NAMES, SHAPES
 from mcit.evaluation.scorers import score_predictions
 from mcit.methods.base import build_method
 from mcit.models.backbone import load_backbone, load_llava_dir
-from mcit.pretrain.probe import generate_answers, single_turn_samples
+from mcit.pretrain.probe import generate_answers, picture_files, single_turn_samples
 from mcit.pretrain.recipes import DEFAULT_RECIPE, recipe
 from mcit.pretrain.shipped import shipped_dir
 from mcit.runner import load_stream
@@ -69,15 +69,12 @@ def answer_losses(tasks: list[str], samples: int) -> None:
 def tower_tokens(backbone, images) -> torch.Tensor:
     """(pictures, tokens, width): the frozen tower's tokens of `images`, read from PNG files as
     a benchmark's pictures are."""
-    features = []
     with tempfile.TemporaryDirectory() as folder:
-        for start in range(0, len(images), 250):
-            paths = []
-            for i, image in enumerate(images[start : start + 250]):
-                path = Path(folder) / f"{start + i}.png"
-                image.save(path)
-                paths.append(str(path))
-            features.append(backbone.vision_features(backbone.pixel_values(paths)).float())
+        paths = picture_files(images, folder)
+        features = [
+            backbone.vision_features(backbone.pixel_values(paths[start : start + 250])).float()
+            for start in range(0, len(paths), 250)
+        ]
     return torch.cat(features)
 
 
@@ -192,14 +189,13 @@ def seen_versus_held_out(base: Path, recipe_name: str, conversations: int) -> No
     records = pretrain_instructions(
         conversations, seed=config.seed + 2, image_size=config.image_size
     )
-    skills, rows = [], []
+    first_turns = [turns[0] for _, turns in records]
+    skills = [_skill_of(user) for user, _ in first_turns]
     with tempfile.TemporaryDirectory() as folder:
-        for i, (image, turns) in enumerate(records):
-            path = Path(folder) / f"{i}.png"
-            image.save(path)
-            user, answer = turns[0]
-            skills.append(_skill_of(user))
-            rows.append((str(path), user, answer))
+        paths = picture_files([image for image, _ in records], folder)
+        rows = [
+            (path, user, answer) for path, (user, answer) in zip(paths, first_turns, strict=True)
+        ]
         samples = single_turn_samples(rows, "seen")
         answers = generate_answers(backbone, collate, samples, "seen")
     exact = score_predictions("exact", answers, [s.references for s in samples])

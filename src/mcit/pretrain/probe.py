@@ -25,6 +25,17 @@ BOX_SKILL = "where"
 CAPTION_SKILL = "describe"
 
 
+def picture_files(images: list, folder: str | Path) -> list[str]:
+    """Save `images` as `<folder>/<i>.png` and return their paths: the probes read pictures
+    from files, as a benchmark's are read."""
+    paths = []
+    for i, image in enumerate(images):
+        path = Path(folder) / f"{i}.png"
+        image.save(path)
+        paths.append(str(path))
+    return paths
+
+
 def single_turn_samples(rows: list[tuple[str, str, str]], prefix: str) -> list[Sample]:
     """(image path, user, answer) rows as single-turn samples."""
     return [
@@ -73,11 +84,7 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
     ]
     captions = pretrain_captions(4 * n, seed=held_seed + 1, image_size=config.image_size)
     with tempfile.TemporaryDirectory(prefix="mcit-probe-") as tmp:
-        paths = []
-        for i, image in enumerate([im for _, im, _, _ in probe] + [im for im, _ in captions]):
-            path = Path(tmp) / f"{i}.png"
-            image.save(path)
-            paths.append(str(path))
+        paths = picture_files([im for _, im, _, _ in probe] + [im for im, _ in captions], tmp)
         qa = single_turn_samples(
             [(paths[i], user, answer) for i, (_, _, user, answer) in enumerate(probe)],
             "probe",
