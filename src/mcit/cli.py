@@ -126,11 +126,25 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 def _cmd_data_import(args: argparse.Namespace) -> int:
     """A real benchmark from the user's local copy, written in mcit's format, then validated."""
     from mcit.data.benchmarks import validate_benchmark
+    from mcit.data.coin_import import import_coin
     from mcit.data.micl_import import import_micl
 
-    if args.benchmark != "micl":
-        raise SystemExit(f"mcit data import: unknown benchmark '{args.benchmark}' (known: micl)")
-    out = import_micl(args.root, args.out)
+    if args.benchmark not in ("coin", "micl"):
+        raise SystemExit(
+            f"mcit data import: unknown benchmark '{args.benchmark}' (known: coin, micl)"
+        )
+    if args.benchmark == "micl":
+        if args.instructions != "original" or args.images:
+            raise SystemExit("mcit data import: --instructions and --images are for coin")
+        out = import_micl(args.root, args.out)
+    else:
+        done = import_coin(args.root, args.out, args.instructions, args.images)
+        out = done.out
+        print(f"instructions: {done.instructions}")
+        for name, n in done.counts.items():
+            print(f"  {name:<10} {n} test records")
+        for note in done.notes:
+            print(f"note: {note}")
     print(f"wrote {out}")
     report = validate_benchmark(out)
     print(report.format())
@@ -355,11 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default=None, help="TRAIN[,TEST] samples per task")
     p.set_defaults(func=_cmd_data_generate)
     p = dsub.add_parser(
-        "import", help="write a real benchmark (micl) from a local copy of its datasets"
+        "import", help="write a real benchmark (coin, micl) from a local copy of its datasets"
     )
-    p.add_argument("benchmark", help="micl")
+    p.add_argument("benchmark", help="coin or micl")
     p.add_argument("--root", required=True, help="the datasets' folder (docs/data-format.md)")
     p.add_argument("--out", required=True, help="the benchmark folder to write")
+    p.add_argument(
+        "--instructions",
+        default="original",
+        choices=("original", "type2"),
+        help="coin: CoIN's instruction set (Instructions_Original, or Instructions_Type2/Diverse)",
+    )
+    p.add_argument("--images", help="coin: the image root (default: ROOT/cl_dataset)")
     p.set_defaults(func=_cmd_data_import)
 
     p = dsub.add_parser("validate", help="check a benchmark folder and report every problem")
