@@ -1,7 +1,8 @@
 """Four measurements of a tiny base behind README's "why ModalPrompt learns less" and docs/base.md.
 
 1. The base's LM loss (nats per answer token) on each task's training answers before any
-   training, with and without a fresh ModalPrompt prompt in front.
+   training, with and without a fresh ModalPrompt prompt in front (the base of `--recipe`:
+   shipped, or built into mcit's cache).
 2. A ridge probe on the frozen vision tower's tokens: how many held-out single-shape boxes it
    places at IoU > 0.5 (is the box in the features, or lost in the LM?).
 3. Seen against held-out: exact match, per skill, on the first turn of the base's own first
@@ -45,10 +46,14 @@ from mcit.pretrain.shipped import shipped_dir
 from mcit.runner import load_stream
 
 
-def answer_losses(tasks: list[str], samples: int) -> None:
+def answer_losses(tasks: list[str], samples: int, recipe_name: str) -> None:
     config = load_config(
         "configs/coin-mini/modalprompt.yaml",
-        [f"data.order=[{','.join(tasks)}]", f"data.train_per_task={samples}"],
+        [
+            f"data.order=[{','.join(tasks)}]",
+            f"data.train_per_task={samples}",
+            f"model.backbone.recipe={recipe_name}",
+        ],
     )
     backbone = load_backbone(config.model.backbone)
     collate = Collator(backbone)
@@ -187,7 +192,7 @@ def seen_versus_held_out(base: Path, recipe_name: str, conversations: int) -> No
     )
     collate = Collator(backbone)
     records = pretrain_instructions(
-        conversations, seed=config.seed + 2, image_size=config.image_size
+        conversations, config.seed + 2, config.image_size, config.answer_style
     )
     first_turns = [turns[0] for _, turns in records]
     skills = [_skill_of(user) for user, _ in first_turns]
@@ -224,7 +229,7 @@ def main() -> None:
     parser.add_argument("--recipe", default=DEFAULT_RECIPE, help="the recipe that built --base")
     args = parser.parse_args()
     if args.tasks:
-        answer_losses(args.tasks.split(","), args.samples)
+        answer_losses(args.tasks.split(","), args.samples, args.recipe)
     if args.pictures:
         box_probe(args.pictures)
     if args.lookup:

@@ -329,6 +329,78 @@ def test_skill_probe_asks_every_skill_equally_with_its_own_template() -> None:
         assert re.fullmatch(pattern, user), (skill, user)
 
 
+def test_referent_value_answers_name_the_referent_then_the_same_facts() -> None:
+    """The referent-value style asks the same questions about the same pictures as the sentence
+    style; each answer puts the value right after the words naming what is looked up, and its
+    decision agrees with the sentence answer."""
+    rv = "referent-value"
+    seen = Counter()
+    for i in range(300):
+        p = pretrain.picture(random.Random(i), 64)
+        if not p.objs:
+            continue
+        sentence = pretrain.turns_for(p, random.Random(1000 + i))
+        direct = pretrain.turns_for(p, random.Random(1000 + i), rv)
+        assert [(k, u) for k, u, _ in sentence] == [(k, u) for k, u, _ in direct]
+        by_name = {o.name: o for o in p.objs}
+        for (skill, user, said), (_, _, answer) in zip(sentence, direct, strict=True):
+            seen[skill] += 1
+            decided = pretrain.decision(skill, answer, rv)
+            assert pretrain.decision(skill, said, "sentence") == said
+            if skill == "color_of":
+                shape = user.removeprefix("Tell me the color of the ").rstrip(".")
+                (o,) = [o for o in p.objs if o.shape == shape]
+                assert answer == f"The {shape} {o.color}." and said.endswith(f" {o.color}.")
+            elif skill == "shape_of":
+                color = user.removeprefix("Name the shape that is ").rstrip(".")
+                (o,) = [o for o in p.objs if o.color == color]
+                assert answer == f"The {color} {o.shape}."
+            elif skill.startswith("option_"):
+                letter, value = re.fullmatch(r"Option \((\w)\): (\w+)\.", said).groups()
+                assert answer.endswith(f" {value} {letter}.") and f"({letter}) {value}" in user
+            elif skill == "count":
+                n = re.search(r"\d+", said).group()
+                assert re.fullmatch(rf"[A-Z][a-z]+ {n}\.", answer)
+            elif skill == "contains":
+                assert answer.endswith(" yes." if said.startswith("Yes") else " no.")
+            elif skill == "where":
+                o = by_name[user.removeprefix("Where is the ").rstrip("?")]
+                numbers = [int(v) for v in answer.rstrip(".").split()[-4:]]
+                assert answer.startswith(f"The {o.name} ")
+                assert numbers == [round(100 * min(max(v, 0), 1)) for v in o.box]
+            elif skill in ("left_of", "higher"):
+                assert decided == ("yes" if said.startswith("Yes") else "no")
+                a, b = re.fullmatch(
+                    r"Is the (.+) (?:left of|higher than) the (.+)\?", user
+                ).groups()
+                axis = "cx" if skill == "left_of" else "cy"
+                values = [round(100 * getattr(by_name[x], axis)) for x in (a, b)]
+                assert answer.startswith(f"The {a} {values[0]}, the {b} {values[1]}, ")
+                assert (values[0] < values[1]) == (decided == "yes")
+            elif skill in pretrain.CHAIN_SKILLS:  # bigger, furthest, highest: an object's name
+                assert said.startswith(decided.replace("the", "The", 1) + " is ")
+            else:  # reading, covers, photos and the rest keep their sentences
+                assert answer == said
+    assert all(seen[skill] >= 10 for skill in pretrain.CHAIN_SKILLS + ("where", "color_of"))
+
+
+def test_answer_styles_are_validated_where_a_config_names_them() -> None:
+    from mcit.models import tiny
+
+    assert tiny.ANSWER_STYLES == pretrain.ANSWER_STYLES
+    with pytest.raises(ValueError, match="answer_style: 'terse' is not one of"):
+        tiny.TinyConfig(answer_style="terse")
+    with pytest.raises(ValueError, match="answer style 'terse'"):
+        pretrain.pretrain_instructions(1, style="terse")
+    # The referent-value corpus has the words and numbers its answers use.
+    corpus = set(
+        re.findall(r"[A-Za-z]+|\d+", "\n".join(coin_mini.corpus_text(0, "referent-value")))
+    )
+    for _, turns in pretrain.pretrain_instructions(60, seed=11, style="referent-value"):
+        for _, answer in turns:
+            assert set(re.findall(r"[A-Za-z]+|\d+", answer)) <= corpus, answer
+
+
 def test_mixture_weights_hard_skills_up() -> None:
     """Reading is asked far more often than a uniform pick over a picture's turns would."""
     rng = random.Random(0)

@@ -35,6 +35,9 @@ from mcit.models.tokenizer import MEDIA_TOKENS
 RECIPE_VERSION = "tiny-2"
 CAPTION_INSTRUCTION = "Describe the picture."
 VISION_TOWERS = ("efficientnet-lite0", "clip")
+# The answer styles the mixture implements (mcit.data.synthetic.pretrain.ANSWER_STYLES; models/
+# may not import data/, so a test keeps the two equal).
+ANSWER_STYLES = ("sentence", "referent-value")
 
 
 @dataclass
@@ -69,6 +72,9 @@ class TinyConfig:
     llava_lr: float = 1e-3
     llava_bf16: bool = False  # bf16 autocast in the LLaVA stage (fp32 weights and AdamW)
     report_samples: int = 40  # held-out questions per skill (and 4x as many captions)
+    # How the mixture words the shape scenes' answers: "sentence" ("The circle is red.") or
+    # "referent-value" ("The circle red."); mcit.data.synthetic.pretrain.ANSWER_STYLES.
+    answer_style: str = "sentence"
     # The audio encoder (a Whisper encoder, `mcit.models.audio`), trained contrastively against
     # the tiny CLIP's frozen text tower on synthesised sounds (`mcit.pretrain.audio`).
     audio_mels: int = 40
@@ -84,6 +90,10 @@ class TinyConfig:
     def __post_init__(self) -> None:
         if self.vision not in VISION_TOWERS:
             raise ValueError(f"vision: '{self.vision}' is not one of {list(VISION_TOWERS)}")
+        if self.answer_style not in ANSWER_STYLES:
+            raise ValueError(
+                f"answer_style: '{self.answer_style}' is not one of {list(ANSWER_STYLES)}"
+            )
 
     def key(self, code: str) -> str:
         """A short hash of this config and `code` (a hash of the recipe's source)."""

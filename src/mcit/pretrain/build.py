@@ -162,7 +162,9 @@ def build_base(
         started = time.time()
         from mcit.data.synthetic.coin_mini import corpus_text
 
-        tokenizer = train_tokenizer(corpus_text(seed=config.seed), vocab_size=config.vocab_size)
+        tokenizer = train_tokenizer(
+            corpus_text(config.seed, config.answer_style), vocab_size=config.vocab_size
+        )
         with atomic_dir(work / "tokenizer") as tmp:
             tokenizer.save_pretrained(tmp)
         state.finish("tokenizer", time.time() - started, vocab=len(tokenizer))
@@ -291,7 +293,7 @@ def _conversations(config: TinyConfig):
     from mcit.data.synthetic.pretrain import pretrain_caption_views, pretrain_instructions
 
     records = pretrain_instructions(
-        config.llava_samples, seed=config.seed + 2, image_size=config.image_size
+        config.llava_samples, config.seed + 2, config.image_size, config.answer_style
     )
     captions = pretrain_caption_views(
         config.llava_samples // 4, seed=config.seed + 3, image_size=config.image_size

@@ -31,12 +31,15 @@ def model_card_markdown(card: dict) -> str:
         "",
         f"## Probe ({probe['questions_per_skill']} held-out questions per skill)",
         "",
-        "Exact match of the full-sentence answer; `where` is boxes with IoU > 0.5.",
+        *_scoring_lines(probe),
         "",
-        "| skill | score |",
-        "| --- | --: |",
-        *[f"| {skill} | {score:.1f} |" for skill, score in probe["skills"].items()],
-        f"| **mean** | **{probe['skills_mean']:.1f}** |",
+        "| skill | score | whole answer exact |",
+        "| --- | --: | --: |",
+        *[
+            f"| {skill} | {score:.1f} | {probe['exact_match'].get(skill, float('nan')):.1f} |"
+            for skill, score in probe["skills"].items()
+        ],
+        f"| **mean** | **{probe['skills_mean']:.1f}** | |",
         "",
         f'Captions ("Describe the picture."): CIDEr {probe["captions_cider"]:.1f}.',
         "",
@@ -49,6 +52,16 @@ def model_card_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _scoring_lines(probe: dict) -> list[str]:
+    if probe.get("answer_style", "sentence") == "sentence":
+        return ["Exact match of the full-sentence answer; `where` is boxes with IoU > 0.5."]
+    return [
+        f"Answers in the `{probe['answer_style']}` style. Exact match of the answer; for the",
+        "comparisons (left of, higher, bigger, furthest, highest), of the decision after the",
+        "stated values; `where` is boxes with IoU > 0.5.",
+    ]
 
 
 def _audio_lines(card: dict) -> list[str]:

@@ -68,7 +68,7 @@ def generate_answers(
 @torch.no_grad()
 def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bool = True) -> dict:
     """Per-skill scores of the base in `llava_dir` on held-out pictures (see the module doc)."""
-    from mcit.data.synthetic.pretrain import pretrain_captions, skill_probe
+    from mcit.data.synthetic.pretrain import decision, pretrain_captions, skill_probe
     from mcit.evaluation.scorers import score_predictions
 
     backbone = load_llava_dir(
@@ -79,7 +79,7 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
     held_seed = config.seed + 10_000
     probe = [
         row
-        for row in skill_probe(n, seed=held_seed, image_size=config.image_size)
+        for row in skill_probe(n, held_seed, config.image_size, config.answer_style)
         if row[0] != CAPTION_SKILL
     ]
     captions = pretrain_captions(4 * n, seed=held_seed + 1, image_size=config.image_size)
@@ -100,9 +100,17 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
         answers = generate_answers(backbone, collate, qa, "probe skills", progress)
         captions_pred = generate_answers(backbone, collate, cap, "probe captions", progress)
     exact = score_predictions("exact", answers, [s.references for s in qa])
+    style = config.answer_style
+    decided = score_predictions(
+        "exact",
+        [decision(skill, p, style) for (skill, *_), p in zip(probe, answers, strict=True)],
+        [[decision(skill, answer, style)] for skill, _, _, answer in probe],
+    )
     by_skill: dict[str, list[float]] = {}
-    for (skill, *_), score in zip(probe, exact, strict=True):
+    decided_by_skill: dict[str, list[float]] = {}
+    for (skill, *_), score, right in zip(probe, exact, decided, strict=True):
         by_skill.setdefault(skill, []).append(score)
+        decided_by_skill.setdefault(skill, []).append(right)
     where = [
         (p, s.references)
         for (k, *_), p, s in zip(probe, answers, qa, strict=True)
@@ -110,16 +118,18 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
     ]
     iou = score_predictions("iou", [p for p, _ in where], [r for _, r in where]) if where else []
     exact_share = {k: round(100 * sum(v) / len(v), 1) for k, v in sorted(by_skill.items())}
-    skills = dict(exact_share)
+    skills = {k: round(100 * sum(v) / len(v), 1) for k, v in sorted(decided_by_skill.items())}
     if iou:
         skills[BOX_SKILL] = round(100 * sum(iou) / len(iou), 1)
     cider = score_predictions("cider", captions_pred, [s.references for s in cap])
     return {
-        # The score of each skill: exact match, except boxes (IoU > 0.5).
+        # The score of each skill: exact match (of the decision, for a referent-value
+        # comparison), except boxes (IoU > 0.5).
         "skills": skills,
         "skills_mean": round(sum(skills.values()) / len(skills), 2),
         "skills_min": min(skills.values()),
-        "exact_match": exact_share,
+        "exact_match": exact_share,  # of the whole answer
+        "answer_style": style,
         "where_iou50": skills.get(BOX_SKILL),
         "captions_cider": round(100 * sum(cider) / len(cider), 2),
         "questions_per_skill": n,

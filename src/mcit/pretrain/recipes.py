@@ -68,6 +68,13 @@ RECIPES["tiny-lite0-long"] = dataclasses.replace(
     RECIPES[DEFAULT_RECIPE], llava_samples=48_000, llava_steps=10_000, llava_bf16=True
 )
 
+# The shipped base's recipe with the shape scenes' answers in the referent-value style (the value
+# right after the word naming what is looked up, comparisons stating their values first), in
+# bf16 autocast: docs/base.md, "Answers that name the referent first".
+RECIPES["tiny-lite0-rv"] = dataclasses.replace(
+    RECIPES[DEFAULT_RECIPE], llava_bf16=True, answer_style="referent-value"
+)
+
 
 def recipe(name: str, **overrides) -> TinyConfig:
     """The named recipe's config, with `overrides` (TinyConfig field → value) applied."""
