@@ -39,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from mcit.data.annotations import annotation_json
 from mcit.errors import DataError
 from mcit.files import atomic_dir
 
@@ -83,12 +84,7 @@ class CoinImport:
 
 
 def _json(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(path, None, None, "file not found (see `mcit data import --help`)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(path, None, None, f"invalid JSON at line {err.lineno}: {err.msg}") from err
+    return annotation_json(path, "file not found (see `mcit data import --help`)")
 
 
 def _array(path: Path) -> list[Any]:
@@ -137,22 +133,31 @@ def instruction_folder(root: Path, instruction_set: str) -> Path:
 
 
 # ---------------------------------------------------------------------- ground truth
+def _keyed_answers(path: Path, what: str, valid, expected: str) -> dict[str, Any]:
+    """{key: record} of a JSON object of `what` records keyed by id, each with a valid
+    `answer` (ScienceQA's problems.json, GQA's questions file)."""
+    records = _json(path)
+    if not isinstance(records, dict):
+        raise DataError(path, None, None, f"expected an object of {what}s keyed by their id")
+    for key, rec in records.items():
+        answer = rec.get("answer") if isinstance(rec, dict) else None
+        if not valid(answer):
+            raise DataError(path, f"{what} {key}", "answer", f"expected {expected}, got {answer!r}")
+    return {str(key): rec for key, rec in records.items()}
+
+
 def _science_answers(images: Path) -> dict[str, str] | None:
+    """pid -> the answer's letter."""
     path = images / "ScienceQA" / "problems.json"
     if not path.is_file():
         return None
-    problems = _json(path)
-    if not isinstance(problems, dict):
-        raise DataError(path, None, None, "expected an object of problems keyed by pid")
-    out = {}
-    for pid, problem in problems.items():
-        answer = _field(path, pid, problem, "answer") if isinstance(problem, dict) else None
-        if not isinstance(answer, int) or not 0 <= answer < len(LETTERS):
-            raise DataError(
-                path, f"problem {pid}", "answer", f"expected an option index, got {answer!r}"
-            )
-        out[str(pid)] = LETTERS[answer]
-    return out
+    problems = _keyed_answers(
+        path,
+        "problem",
+        lambda a: isinstance(a, int) and not isinstance(a, bool) and 0 <= a < len(LETTERS),
+        "an option index",
+    )
+    return {pid: LETTERS[p["answer"]] for pid, p in problems.items()}
 
 
 def _textvqa_answers(images: Path) -> dict[str, list[str]] | None:
@@ -179,16 +184,8 @@ def _gqa_answers(images: Path) -> dict[str, str | None] | None:
     path = images / "GQA" / "testdev_balanced_questions.json"
     if not path.is_file():
         return None
-    questions = _json(path)
-    if not isinstance(questions, dict):
-        raise DataError(path, None, None, "expected an object of questions keyed by questionId")
-    out: dict[str, str | None] = {}
-    for qid, q in questions.items():
-        answer = _field(path, qid, q, "answer") if isinstance(q, dict) else None
-        if not isinstance(answer, str):
-            raise DataError(path, f"question {qid}", "answer", f"expected a string, got {answer!r}")
-        out[str(qid)] = answer if q.get("isBalanced", True) else None
-    return out
+    questions = _keyed_answers(path, "question", lambda a: isinstance(a, str), "a string")
+    return {qid: q["answer"] if q.get("isBalanced", True) else None for qid, q in questions.items()}
 
 
 def _box(path: Path, index: int, rec: Any) -> str:

@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from mcit.data.annotations import annotation_json
 from mcit.errors import DataError
 from mcit.files import atomic_dir
 
@@ -73,12 +74,7 @@ class TaskLayout:
 
 
 def _json(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(path, None, None, "annotation file not found (see the layout above)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(path, None, None, f"invalid JSON at line {err.lineno}: {err.msg}") from err
+    return annotation_json(path, "annotation file not found (see the layout above)")
 
 
 def _field(path: Path, record: str | int, rec: Any, key: str, kind: type = str) -> Any:
