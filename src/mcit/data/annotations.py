@@ -18,3 +18,23 @@ def annotation_json(path: Path, missing: str = "annotation file not found") -> A
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise DataError(path, None, None, f"invalid JSON at line {err.lineno}: {err.msg}") from err
+
+
+def annotation_field(
+    path: Path, record: str | int, rec: Any, key: str, kind: type | None = str
+) -> Any:
+    """`rec[key]`, checked: `kind` str wants a non-empty string, int a whole number, list a
+    list, None anything. A problem raises DataError naming `path`, `record` and `key`."""
+    if not isinstance(rec, dict):
+        # The type only: `rec` may be a whole annotation file's list.
+        raise DataError(path, record, None, f"expected an object, got {type(rec).__name__}")
+    if key not in rec:
+        raise DataError(path, record, key, "missing")
+    value = rec[key]
+    if kind is str and not (isinstance(value, str) and value.strip()):
+        raise DataError(path, record, key, f"expected a non-empty string, got {value!r}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise DataError(path, record, key, f"expected a whole number, got {value!r}")
+    if kind is list and not isinstance(value, list):
+        raise DataError(path, record, key, f"expected a list, got {value!r}")
+    return value

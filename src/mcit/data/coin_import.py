@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from mcit.data.annotations import annotation_json
+from mcit.data.annotations import annotation_field, annotation_json
 from mcit.errors import DataError
 from mcit.files import atomic_dir
 
@@ -96,19 +96,9 @@ def _array(path: Path) -> list[Any]:
     return data
 
 
-def _field(path: Path, index: int, rec: Any, key: str) -> Any:
-    if not isinstance(rec, dict):
-        raise DataError(path, f"index {index}", None, f"expected an object, got {rec!r}")
-    if key not in rec:
-        raise DataError(path, f"index {index}", key, "missing")
-    return rec[key]
-
-
-def _text(path: Path, index: int, rec: Any, key: str) -> str:
-    value = _field(path, index, rec, key)
-    if not (isinstance(value, str) and value.strip()):
-        raise DataError(path, f"index {index}", key, f"expected a non-empty string, got {value!r}")
-    return value
+def _field(path: Path, index: int, rec: Any, key: str, kind: type | None = None) -> Any:
+    """`rec[key]` of the record at `index` of a JSON array (`annotation_field`'s checks)."""
+    return annotation_field(path, f"index {index}", rec, key, kind)
 
 
 def instruction_folder(root: Path, instruction_set: str) -> Path:
@@ -221,14 +211,14 @@ def _test_records(
             raise DataError(
                 path, f"index {i}", "question_id", f"expected a string or number, got {qid!r}"
             )
-        record: dict[str, Any] = {"question_id": str(qid), "text": _text(path, i, rec, "text")}
-        if "image" in rec:
-            record["image"] = _text(path, i, rec, "image")
         key = str(qid)
+        record: dict[str, Any] = {"question_id": key, "text": _field(path, i, rec, "text", str)}
+        if "image" in rec:
+            record["image"] = _field(path, i, rec, "image", str)
         if name == "grounding":
             record["answer"] = _box(path, i, rec)
         elif truth is None:
-            record["answer"] = _text(path, i, rec, "answer")
+            record["answer"] = _field(path, i, rec, "answer", str)
         elif name == "textvqa":
             if key not in truth:
                 raise DataError(
@@ -293,9 +283,10 @@ def import_coin(
                 f"{name}: {image_root / source} not found; scored against the test file's own "
                 "'answer' instead of CoIN's ground truth"
             )
-        tests[name] = _test_records(name, folder / task.folder / task.evaluated_on, truth, notes)
+        test_file = folder / task.folder / task.evaluated_on
+        tests[name] = _test_records(name, test_file, truth, notes)
         if not tests[name]:
-            raise DataError(folder / task.folder / task.evaluated_on, None, None, "no test records")
+            raise DataError(test_file, None, None, "no test records")
     with atomic_dir(out) as tmp:
         entries = []
         for name, task in TASKS.items():

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from mcit.data.annotations import annotation_json
+from mcit.data.annotations import annotation_field, annotation_json
 from mcit.errors import DataError
 from mcit.files import atomic_dir
 
@@ -77,19 +77,6 @@ def _json(path: Path) -> Any:
     return annotation_json(path, "annotation file not found (see the layout above)")
 
 
-def _field(path: Path, record: str | int, rec: Any, key: str, kind: type = str) -> Any:
-    if not isinstance(rec, dict) or key not in rec:
-        raise DataError(path, record, key, "missing")
-    value = rec[key]
-    if kind is str and not (isinstance(value, str) and value.strip()):
-        raise DataError(path, record, key, f"expected a non-empty string, got {value!r}")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise DataError(path, record, key, f"expected a whole number, got {value!r}")
-    if kind is list and not isinstance(value, list):
-        raise DataError(path, record, key, f"expected a list, got {value!r}")
-    return value
-
-
 def _csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) of a CSV file with a header that has `columns`."""
     if not path.is_file():
@@ -113,15 +100,17 @@ def _csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str,
 def _flickr30k(root: Path) -> dict[str, list[Item]]:
     path = root / "flickr30k" / "dataset_flickr30k.json"
     data = _json(path)
-    images = _field(path, "top level", data, "images", list)
+    images = annotation_field(path, "top level", data, "images", list)
     out: dict[str, list[Item]] = {"train": [], "test": []}
     for k, image in enumerate(images):
-        split = _field(path, k, image, "split")
+        split = annotation_field(path, k, image, "split")
         if split not in out:
             continue  # Karpathy's "val" (and "restval") are not used
-        filename = _field(path, k, image, "filename")
-        sentences = _field(path, k, image, "sentences", list)
-        captions = [_field(path, f"{k}.sentences[{j}]", s, "raw") for j, s in enumerate(sentences)]
+        filename = annotation_field(path, k, image, "filename")
+        sentences = annotation_field(path, k, image, "sentences", list)
+        captions = [
+            annotation_field(path, f"{k}.sentences[{j}]", s, "raw") for j, s in enumerate(sentences)
+        ]
         out[split].append(Item(filename, captions=captions))
     return out
 
@@ -132,23 +121,24 @@ def _okvqa(root: Path) -> dict[str, list[Item]]:
     for split, coco in (("train", "train2014"), ("test", "val2014")):
         qpath = folder / f"OpenEnded_mscoco_{coco}_questions.json"
         apath = folder / f"mscoco_{coco}_annotations.json"
-        questions = _field(qpath, "top level", _json(qpath), "questions", list)
-        annotations = _field(apath, "top level", _json(apath), "annotations", list)
+        questions = annotation_field(qpath, "top level", _json(qpath), "questions", list)
+        annotations = annotation_field(apath, "top level", _json(apath), "annotations", list)
         answers: dict[int, list[str]] = {}
         for k, ann in enumerate(annotations):
-            qid = _field(apath, k, ann, "question_id", int)
-            given = _field(apath, k, ann, "answers", list)
+            qid = annotation_field(apath, k, ann, "question_id", int)
+            given = annotation_field(apath, k, ann, "answers", list)
             answers[qid] = [
-                _field(apath, f"{k}.answers[{j}]", a, "answer") for j, a in enumerate(given)
+                annotation_field(apath, f"{k}.answers[{j}]", a, "answer")
+                for j, a in enumerate(given)
             ]
         by_image: dict[str, Item] = {}
         for k, q in enumerate(questions):
-            qid = _field(qpath, k, q, "question_id", int)
+            qid = annotation_field(qpath, k, q, "question_id", int)
             if qid not in answers:
                 raise DataError(qpath, k, "question_id", f"{qid} has no entry in {apath.name}")
-            image = f"{coco}/COCO_{coco}_{_field(qpath, k, q, 'image_id', int):012d}.jpg"
+            image = f"{coco}/COCO_{coco}_{annotation_field(qpath, k, q, 'image_id', int):012d}.jpg"
             item = by_image.setdefault(image, Item(image))
-            item.questions.append((_field(qpath, k, q, "question"), answers[qid]))
+            item.questions.append((annotation_field(qpath, k, q, "question"), answers[qid]))
         out[split] = list(by_image.values())
     return out
 
@@ -160,13 +150,13 @@ def _msrvtt(root: Path) -> dict[str, list[Item]]:
     for name in ("train_val_videodatainfo.json", "test_videodatainfo.json"):
         path = folder / name
         data = _json(path)
-        for k, video in enumerate(_field(path, "top level", data, "videos", list)):
-            split_of[_field(path, f"videos[{k}]", video, "video_id")] = _field(
+        for k, video in enumerate(annotation_field(path, "top level", data, "videos", list)):
+            split_of[annotation_field(path, f"videos[{k}]", video, "video_id")] = annotation_field(
                 path, f"videos[{k}]", video, "split"
             )
-        for k, s in enumerate(_field(path, "top level", data, "sentences", list)):
-            captions[_field(path, f"sentences[{k}]", s, "video_id")].append(
-                _field(path, f"sentences[{k}]", s, "caption")
+        for k, s in enumerate(annotation_field(path, "top level", data, "sentences", list)):
+            captions[annotation_field(path, f"sentences[{k}]", s, "video_id")].append(
+                annotation_field(path, f"sentences[{k}]", s, "caption")
             )
     out: dict[str, list[Item]] = {"train": [], "test": []}
     for video, split in split_of.items():
@@ -199,7 +189,7 @@ def _msvdqa(root: Path) -> dict[str, list[Item]]:
             raise DataError(path, None, None, "expected a list of question records")
         by_video: dict[str, Item] = {}
         for k, rec in enumerate(records):
-            vid = f"vid{_field(path, k, rec, 'video_id', int)}"
+            vid = f"vid{annotation_field(path, k, rec, 'video_id', int)}"
             if vid not in by_video:
                 stems = [vid] + ([clip_of[vid]] if vid in clip_of else [])
                 names = [f"video/{stem}{ext}" for stem in stems for ext in (".avi", ".mp4")]
@@ -207,8 +197,8 @@ def _msvdqa(root: Path) -> dict[str, list[Item]]:
                 if found is None:
                     raise DataError(path, k, "video_id", f"no video file {' nor '.join(names)}")
                 by_video[vid] = Item(found)
-            answer = _field(path, k, rec, "answer")
-            by_video[vid].questions.append((_field(path, k, rec, "question"), [answer]))
+            answer = annotation_field(path, k, rec, "answer")
+            by_video[vid].questions.append((annotation_field(path, k, rec, "question"), [answer]))
         out[split] = list(by_video.values())
     return out
 
