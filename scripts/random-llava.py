@@ -3,12 +3,13 @@ random weights, for timing only (`mcit bench` on the paper's architecture where 
 checkpoints cannot be downloaded). Speed does not depend on the weights' values; accuracy does,
 so never train or evaluate with these.
 
-    python scripts/random-llava.py OUT_DIR [--layers N] [--dtype bfloat16] [--device cuda]
+    python scripts/random-llava.py OUT_DIR [--layers N] [--dtype bfloat16] [--device cuda] [--tiny]
 
 writes OUT_DIR/llava (LlavaForConditionalGeneration: CLIP-L/14-336 tower, MLP projector,
 Llama-2-7B-shaped LM; `--layers` shrinks the LM for a dry run) and OUT_DIR/clip (CLIPModel,
-CLIP-L/14-336, the guidance encoder). Both use the tiny backbone's tokenizer (pre-trained on first
-use): its `<image>` id becomes `image_token_index`, and the LM's 32064-row vocabulary is kept.
+CLIP-L/14-336, the guidance encoder); `--tiny` writes the same layout at a few MB, for CPU dry
+runs (scripts/gpu-check.sh --cpu). Both use the shipped tiny base's tokenizer: its `<image>` id
+becomes `image_token_index`, and the LM's 32064-row vocabulary is kept.
 Then, e.g.:
 
     mcit bench --methods modalprompt,moelora --dtype bfloat16 model.backbone.name=hf \
@@ -27,8 +28,9 @@ from transformers import AutoTokenizer, CLIPModel, LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from mcit.bench.params import clip_l_336_config, llava_15_7b_config
-from mcit.models.tiny import ensure_tiny_backbone
 from mcit.models.tokenizer import MEDIA_TOKENS
+from mcit.pretrain.recipes import DEFAULT_RECIPE, RECIPES
+from mcit.pretrain.shipped import ensure_tiny_backbone
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -38,17 +40,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--layers", type=int, default=None, help="LM layers (default: 32)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the same layout at a few MB (widths 32-64, 2 layers, 28-px images): CPU dry runs",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
 
     started = time.time()
-    tiny_llava, _ = ensure_tiny_backbone()
+    tiny_llava, _ = ensure_tiny_backbone(RECIPES[DEFAULT_RECIPE])  # the shipped base: its tokenizer
     tokenizer = AutoTokenizer.from_pretrained(tiny_llava)
+    side = 28 if args.tiny else 336
     processor = CLIPImageProcessorPil(
-        size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}
+        size={"shortest_edge": side}, crop_size={"height": side, "width": side}
     )
 
     config = llava_15_7b_config()
+    clip_config = clip_l_336_config()
+    if args.tiny:
+        _shrink(config.text_config, 64)
+        for part in (config.vision_config, clip_config.vision_config, clip_config.text_config):
+            _shrink(part, 32)
+        for part in (config.vision_config, clip_config.vision_config):
+            part.image_size = side
+        config.image_seq_length = (side // config.vision_config.patch_size) ** 2
+        clip_config.projection_dim = clip_config.vision_config.projection_dim = 32
     config.image_token_id = tokenizer.convert_tokens_to_ids(MEDIA_TOKENS["image"])
     text = config.text_config
     text.pad_token_id, text.bos_token_id = tokenizer.pad_token_id, tokenizer.bos_token_id
@@ -66,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     processor.save_pretrained(out)
     del llava
 
-    clip_config = clip_l_336_config()
     clip_config.text_config.eos_token_id = tokenizer.eos_token_id
     clip_config.text_config.pad_token_id = tokenizer.pad_token_id
     with torch.device(args.device):
@@ -80,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.out / 'clip'} ({time.time() - started:.0f} s)"
     )
     return 0
+
+
+def _shrink(part, width: int) -> None:
+    """A transformer config cut to `width`, two layers and two heads (its layout unchanged)."""
+    part.hidden_size, part.intermediate_size = width, 2 * width
+    part.num_hidden_layers = part.num_attention_heads = 2
+    if hasattr(part, "num_key_value_heads"):
+        part.num_key_value_heads = 2
 
 
 if __name__ == "__main__":

@@ -78,3 +78,29 @@ def test_cli_run_under_torchrun_completes(
     assert results["complete"] and results["manifest"]["processes"] == 2
     assert len(results["matrix"]) == 3 and all(v is not None for v in results["matrix"][-1])
     assert "Accuracy matrix" in proc.stdout and proc.stdout.count("Accuracy matrix") == 1
+
+    # The state saved under DDP, restored in this one process, is the saved state bit for bit,
+    # and answers each rank's share of every task's test samples exactly as that rank did.
+    from mcit.config import load_config
+    from mcit.data.collate import Collator
+    from mcit.evaluation.evaluator import predict
+    from mcit.methods.base import build_method
+    from mcit.models.backbone import load_backbone
+    from mcit.runner import load_stream
+    from mcit.train.checkpoint import load_stage
+
+    config = load_config(None, overrides)
+    backbone = load_backbone(config.model.backbone)
+    method = build_method("finetune-lora", backbone, config.method.args)
+    run_dir = tmp_path / config.run_name
+    assert method.restore(run_dir / "stage_3") == 3
+    saved, _ = load_stage(run_dir / "stage_3")
+    state = method.method_state()
+    assert saved.keys() == state.keys() and all(torch.equal(state[k], saved[k]) for k in saved)
+    for task in load_stream(config):
+        path = run_dir / "predictions" / "stage_3" / f"{task.name}.jsonl"
+        by_rank = {r["id"]: r["prediction"] for r in map(json.loads, path.read_text().splitlines())}
+        for rank in (0, 1):
+            share = task.test[rank::2]
+            answers = predict(method, share, Collator(backbone), config.eval, progress=False)
+            assert answers == [by_rank[sample.id] for sample in share], (task.name, rank)

@@ -159,59 +159,6 @@ def _png(tmp_path):
 
 
 # ---------------------------------------------------------------------------- an HF LLaVA
-@pytest.fixture(scope="module")
-def hf_llava_dir(micro_backbone_dirs, tmp_path_factory):
-    """A small random llava-hf directory saved by transformers: vision_feature_layer -2 and a
-    vision tower of another width (24) and resolution (32 px) than the guidance CLIP (32, 64 px)."""
-    from transformers import (
-        AutoTokenizer,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-    )
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-
-    llava_dir, _ = micro_backbone_dirs
-    out = tmp_path_factory.mktemp("hf") / "llava"
-    tokenizer = AutoTokenizer.from_pretrained(llava_dir)
-    vision = CLIPVisionConfig(
-        hidden_size=24,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=16,
-    )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=40,
-        intermediate_size=80,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    config = LlavaConfig(
-        vision_config=vision.to_dict(),
-        text_config=text.to_dict(),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-        image_seq_length=4,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    LlavaForConditionalGeneration(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    CLIPImageProcessorPil(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    ).save_pretrained(out)
-    return out
 
 
 def test_hf_llava_with_a_local_clip_runs_and_freezes_exactly(

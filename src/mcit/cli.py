@@ -35,7 +35,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"{key} = {default}\n    {text}")
         return 0
     config = load_config(args.config, args.overrides)
-    results = run(config, progress=not args.quiet)
+    results = run(config, progress=not args.quiet, stop_after_stage=args.stop_after_stage)
     from accelerate import PartialState
 
     if PartialState().is_main_process:
@@ -56,6 +56,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_summary(matrix)
         print(f"\nrun directory: {run_dir}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _print_summary(matrix: AccuracyMatrix) -> None:
@@ -332,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", default=None, help=f"run config YAML (e.g. {DEFAULT_CONFIG})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--stop-after-stage",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="end after N stages are done; the same command without it resumes the rest",
+    )
     p.add_argument(
         "--help-config",
         action="store_true",

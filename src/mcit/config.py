@@ -275,6 +275,12 @@ class TrainConfig:
     batch_size: int = setting(16, help="training samples per step and process", bounds=AT_LEAST_1)
     grad_accum: int = setting(1, help="batches accumulated per optimizer step", bounds=AT_LEAST_1)
     lr: float = setting(1e-4, help="peak learning rate (AdamW)", bounds=POSITIVE)
+    projector_lr: float | None = setting(
+        None,
+        help="peak learning rate of the vision-to-LM projector where a method trains it "
+        "(LLaVA's mm_projector_lr); null = train.lr",
+        bounds=POSITIVE,
+    )
     weight_decay: float = setting(0.0, help="AdamW weight decay", bounds=NON_NEGATIVE)
     warmup_ratio: float = setting(
         0.03, help="share of a stage's steps spent warming up", bounds=Bounds(low=0, high=1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import platform
 import random
 import subprocess
@@ -47,12 +48,15 @@ from mcit.methods.base import ContinualMethod, build_method, method_class
 from mcit.methods.inspection import stage_analyses
 from mcit.models.backbone import load_backbone
 from mcit.train.checkpoint import save_stage, stage_complete
+from mcit.train.engines import check_engine, check_method_under_engine, engine_name, zero_stage
 from mcit.train.trainer import RunLogger, Trainer
 
 
 def make_accelerator(config: RunConfig) -> Accelerator:
     device = config.model.backbone.device
-    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    # `cpu=True` would also switch off a DeepSpeed launch, which runs on CPUs too (its tests).
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available() and not deepspeed)
     return Accelerator(cpu=cpu)
 
 
@@ -124,6 +128,8 @@ def manifest(config: RunConfig, accelerator: Accelerator, tasks: list[Task]) -> 
         "packages": versions,
         "device": str(accelerator.device),
         "processes": accelerator.num_processes,
+        "engine": engine_name(accelerator),
+        **({"zero_stage": zero_stage(accelerator)} if zero_stage(accelerator) else {}),
         "dtype": config.model.backbone.dtype,
         "modalities": list(stream_modalities(tasks)),  # what the backbone loaded
         "seed": config.seed,
@@ -238,8 +244,10 @@ def run(
     `stop_after_stage` ends the process's work after that many stages (used to test resume).
     """
     started = time.time()
-    method_class(config.method.name, config.method.args)  # fail on a bad method before any work
+    cls, _ = method_class(config.method.name, config.method.args)  # a bad method: before any work
     accelerator = make_accelerator(config)
+    check_engine(accelerator)  # FSDP, ZeRO-3 and methods DeepSpeed would undo: refused here too
+    check_method_under_engine(accelerator, cls)
     run_dir = Path(config.output_dir) / config.run_name
     with contextlib.ExitStack() as stack:
         # One writer per run folder: a second `mcit run` on it is refused at once. The main
@@ -366,10 +374,14 @@ class ContinualRun:
         method.begin_task(s, task)
         trainable, total = count_parameters(method)
         stats = None
+        device = self.accelerator.device
+        if device.type == "cuda":  # the stage's training peak, recorded beside its time
+            torch.cuda.reset_peak_memory_stats(device)
         if method.trains:
             stats = self.trainer.train_stage(
                 method, s, task.train, self.collate, seed=seed, n_tasks=len(stage_tasks)
             )
+        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         method.end_task(s, task, task.train)
         if self.main:
             save_stage(
@@ -412,6 +424,7 @@ class ContinualRun:
             trainable_parameters=trainable,
             total_parameters=total,
             analysis=analysis.summary or None,
+            extra={} if peak is None else {"train_peak_gpu_memory_bytes": peak},
         )
         return record, row
 

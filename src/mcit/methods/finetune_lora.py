@@ -31,6 +31,14 @@ class LoraArgs(MethodArgs):
     )
 
 
+@dataclass
+class FinetuneLoraArgs(LoraArgs):
+    train_projector: bool = setting(
+        False,
+        help="also train the vision-to-LM projector (CoIN: yes, at train.projector_lr 2e-5)",
+    )
+
+
 def inject_lora(language_model, args: LoraArgs, adapter_name: str = "default") -> None:
     """Add peft LoRA layers to the LM's targeted linears, in place; only they require grad."""
     config = LoraConfig(
@@ -46,8 +54,12 @@ def inject_lora(language_model, args: LoraArgs, adapter_name: str = "default") -
 @register_method
 class FinetuneLora(ContinualMethod):
     name = "finetune-lora"
-    args_class = LoraArgs
+    args_class = FinetuneLoraArgs
     args: LoraArgs
 
     def attach(self) -> None:
         inject_lora(self.backbone.language_model, self.args)
+        # Only finetune-lora's own args have the switch: the methods built on it (LwF, EWC,
+        # replay) keep the projector frozen, as their snapshots and penalties assume.
+        if isinstance(self.args, FinetuneLoraArgs) and self.args.train_projector:
+            self.backbone.projector.requires_grad_(True)

@@ -40,6 +40,10 @@ class MoELoraArgs(MethodArgs):
     target_modules: list[str] = setting(
         default_factory=lambda: list(LLAMA_LINEARS), help="the LM linears that get experts"
     )
+    train_projector: bool = setting(
+        False,
+        help="also train the vision-to-LM projector (CoIN: yes, at train.projector_lr 2e-5)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,3 +119,5 @@ class MoELora(ContinualMethod):
     def attach(self) -> None:
         # One shared set of experts and routers, trained on every task (CoIN's MoELoRA).
         inject_moelora(self.backbone.language_model, self.args)
+        if self.args.train_projector:
+            self.backbone.projector.requires_grad_(True)

@@ -303,8 +303,10 @@ class Backbone(nn.Module):
         if trained or not self.config.feature_cache_mb:
             return self._tower(pixel_values)
         cache = self._feature_cache
-        keys = [
-            hashlib.blake2b(px.detach().cpu().numpy().tobytes(), digest_size=16).digest()
+        keys = [  # the raw bytes: numpy has no bfloat16
+            hashlib.blake2b(
+                px.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes(), digest_size=16
+            ).digest()
             for px in pixel_values
         ]
         first = {key: i for i, key in reversed(list(enumerate(keys)))}  # one pass per content
@@ -486,7 +488,7 @@ def load_llava_dir(
         audio_encoder = load_audio_encoder(audio, config.audio_tokens)
     model.eval()
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()  # transformers 5: the new name
     backbone = Backbone(
         model, tokenizer, image_processor, config, clip_dir, modalities, audio_encoder
     )

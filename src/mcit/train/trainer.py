@@ -1,4 +1,5 @@
-"""The one training loop, for every method (accelerate; DDP when launched with torchrun).
+"""The one training loop, for every method (accelerate: DDP when launched with torchrun or
+`accelerate launch`, DeepSpeed ZeRO-1/2 when launched with its config; `mcit.train.engines`).
 
 Per stage: a fresh AdamW over what the method trains, warmup + schedule, gradient clipping,
 a seeded data order sharded across processes, a progress bar, and a log line every
@@ -9,7 +10,6 @@ method's `forward` (= its loss) and its `batch_samples`, `before_optimizer_step`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -28,6 +28,7 @@ from mcit.data.collate import Collator
 from mcit.data.sample import Sample
 from mcit.errors import ConfigError
 from mcit.methods.base import ContinualMethod
+from mcit.train.engines import check_method_under_engine, configure_deepspeed, engine_name
 
 
 @dataclass
@@ -101,6 +102,22 @@ def steps_for(n_samples: int, config: TrainConfig, world: int, n_tasks: int = 1)
     return steps
 
 
+def parameter_groups(
+    method: ContinualMethod, params: list[torch.nn.Parameter], config: TrainConfig
+) -> list[dict]:
+    """AdamW's parameter groups: the projector's parameters at `train.projector_lr` where it is
+    set and the method trains them (LLaVA's and CoIN's `mm_projector_lr`), everything else at
+    `train.lr`. The main group comes first, so the logged lr is its."""
+    if config.projector_lr is None:
+        return [{"params": params}]
+    projector = {id(p) for p in method.backbone.projector.parameters()}
+    groups = [
+        {"params": [p for p in params if id(p) not in projector]},
+        {"params": [p for p in params if id(p) in projector], "lr": config.projector_lr},
+    ]
+    return [group for group in groups if group["params"]]
+
+
 def optimizer_step(
     optimizer: torch.optim.Optimizer,
     scheduler,
@@ -153,15 +170,26 @@ class Trainer:
         # One pass over the stage's data (every process drawing its share).
         per_step = cfg.batch_size * cfg.grad_accum * acc.num_processes
         steps_per_epoch = max(1, math.ceil(len(samples) / per_step))
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(
+            parameter_groups(method, params, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
         scheduler = get_scheduler(
             cfg.scheduler,
             optimizer,
             num_warmup_steps=int(cfg.warmup_ratio * steps),
             num_training_steps=steps,
         )
-        # DDP is built per stage: which parameters train can change from one stage to the next.
-        model = acc.prepare_model(method)
+        # The engine is built per stage: which parameters train can change between stages.
+        # Accelerate divides each micro-batch's loss by the accumulation (DeepSpeed does it in
+        # its own backward, and steps the optimizer there at the accumulation boundary).
+        engine = engine_name(acc)
+        check_method_under_engine(acc, type(method))
+        acc.gradient_accumulation_steps = cfg.grad_accum
+        if engine == "deepspeed":
+            configure_deepspeed(acc, cfg)
+            model, optimizer, scheduler = acc.prepare(method, optimizer, scheduler)
+        else:
+            model = acc.prepare_model(method)
         indices = _index_stream(len(samples), seed, acc.process_index, acc.num_processes)
         method.train()
         started = time.time()
@@ -176,17 +204,14 @@ class Trainer:
         for step in bar:
             parts: dict[str, float] = {}
             loss_value = 0.0
-            for micro in range(cfg.grad_accum):
+            for _ in range(cfg.grad_accum):
                 drawn = [samples[next(indices)] for _ in range(cfg.batch_size)]
                 batch = collate(method.batch_samples(drawn)).to(acc.device)
-                sync = micro == cfg.grad_accum - 1
-                with (
-                    acc.no_sync(model)
-                    if not sync and acc.num_processes > 1
-                    else contextlib.nullcontext()
-                ):
+                # Counts micro-batches: DDP skips the gradient all-reduce and DeepSpeed its
+                # optimizer step on all but the last of each step's `grad_accum`.
+                with acc.accumulate(model):
                     out = model(batch)
-                    acc.backward(out.loss / cfg.grad_accum)
+                    acc.backward(out.loss)
                 loss_value += out.loss.item() / cfg.grad_accum
                 for key, value in out.parts.items():
                     parts[key] = parts.get(key, 0.0) + value / cfg.grad_accum
@@ -210,8 +235,9 @@ class Trainer:
                 )
         method.eval()
         acc.wait_for_everyone()
-        # Drop accelerate's reference to the wrapper so the next stage can wrap afresh.
-        acc._models.clear()
+        # Drop accelerate's references (and a DeepSpeed engine's hooks) so the next stage can
+        # wrap afresh.
+        acc.free_memory()
         return StageStats(
             steps=steps,
             samples_seen=steps * cfg.batch_size * cfg.grad_accum * acc.num_processes,
