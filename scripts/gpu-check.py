@@ -32,6 +32,13 @@ METHODS = ("modalprompt", "moelora", "finetune-lora")
 ENGINES = ("ddp", "deepspeed-zero2")
 # Peak training memory on one GPU, LLaVA-1.5-7B (ModalPrompt paper, efficiency table).
 PAPER_PEAK_GB = {"modalprompt": 14.1, "moelora": 15.6}
+# What results.json records for each launch config run with one process: ddp.yaml's one process
+# is plain training (DDP needs two; NCCL refuses two ranks on one GPU), ZeRO-2 is the engine.
+EXPECTED_ENGINE = {"ddp": "single", "deepspeed-zero2": "deepspeed"}
+PEAK_NOTE = (
+    "training peak with batch 4 x accumulation 2 on random weights, two coin-mini tasks; the "
+    "papers' figures are for their own batch sizes and data: compare orders of magnitude"
+)
 NOT_RUN = {
     "fsdp": "refused by mcit before any work: FSDP shards the weights (mcit.train.engines)",
     "deepspeed-zero3": "refused by mcit before any work: ZeRO-3 shards the weights",
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **_machine(),
         "paper_peak_gpu_memory_gb": PAPER_PEAK_GB,
+        "peak_memory_note": PEAK_NOTE,
         "not_run": NOT_RUN,
         "cases": [],
     }
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             head = [*_launcher(engine, args.cpu), "run", "--quiet"]
             config = ["--config", str(ROOT / "configs" / "coin" / f"{method}.yaml"), *overrides]
-            case: dict = {"engine": engine, "method": method}
+            case: dict = {"launch_config": f"{engine}.yaml", "method": method}
             env = _env(engine, args.cpu)
             first = _run([*head, "--stop-after-stage", "1", *config], work, env)
             second = _run([*head, *config], work, env)
@@ -113,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 case["error"] = (first if first["rc"] else second)["tail"]
             else:
                 case.update(_read_run(run_dir, method))
+                case["engine_ok"] = case["engine_recorded"] == EXPECTED_ENGINE.get(engine)
             # Generation from a saved run does not depend on the engine that trained it: once
             # per method (after the first engine) keeps the check within its slot.
             if case.get("complete") and engine == engines[0]:
@@ -225,8 +234,9 @@ def _finish(report: dict, out: Path, started: float, error: str | None) -> int:
         and bool(cases)
         and all(
             c.get("complete")
+            and c.get("engine_ok")
             and c.get("resumed_after_stage_1")
-            and (c.get("predict_ok") or c["engine"] != cases[0]["engine"])
+            and (c.get("predict_ok") or c["launch_config"] != cases[0]["launch_config"])
             for c in cases
         )
     )

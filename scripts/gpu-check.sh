@@ -13,8 +13,8 @@
 # Commit the JSON of a GPU run under docs/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-runs/gpu-check/gpu-check.json}
-[ $# -gt 0 ] && shift
+OUT=runs/gpu-check/gpu-check.json
+if [ $# -gt 0 ] && [[ "$1" != -* ]]; then OUT=$1; shift; fi
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 if [[ " $* " != *" --cpu "* ]]; then
     "$PY" -c "import sys, torch; torch.cuda.is_available() or sys.exit(

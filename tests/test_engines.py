@@ -56,7 +56,8 @@ def test_launch_configs_are_ddp_and_zero2_and_parse_as_accelerate_reads_them():
             continue
         ds_file = ROOT / cluster.deepspeed_config["deepspeed_config_file"]
         plugin = DeepSpeedPlugin(hf_ds_config=str(ds_file), zero3_init_flag=False)
-        assert plugin.zero_stage == 2 and json.loads(ds_file.read_text())["bf16"]["enabled"]
+        # DeepSpeed's bf16 mode stays off: it would cast every weight the method owns in place.
+        assert plugin.zero_stage == 2 and not json.loads(ds_file.read_text())["bf16"]["enabled"]
         # mcit fills the "auto" values from the run config; DeepSpeed's own parser accepts them
         # (for the one process it sees here).
         from deepspeed.runtime.config import DeepSpeedConfig
@@ -81,6 +82,15 @@ def test_fixed_deepspeed_values_must_agree_with_the_run_config():
     total = {"train_batch_size": 32}
     with pytest.raises(ConfigError, match=r"train_batch_size = 32 but the run gives 16"):
         configure_deepspeed(_fake_accelerator(DistributedType.DEEPSPEED, 2, 2, total), train)
+    for mode in ("bf16", "fp16"):
+        with pytest.raises(ConfigError, match=f"{mode}.enabled = true, which casts the whole"):
+            configure_deepspeed(
+                _fake_accelerator(DistributedType.DEEPSPEED, 2, 2, {mode: {"enabled": True}}),
+                train,
+            )
+    auto = {"bf16": {"enabled": "auto"}}
+    configure_deepspeed(_fake_accelerator(DistributedType.DEEPSPEED, 2, 2, auto), train)
+    assert auto["bf16"]["enabled"] is False
     agreeing = {"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 1.0}
     configure_deepspeed(_fake_accelerator(DistributedType.DEEPSPEED, 2, 2, agreeing), train)
     assert agreeing["gradient_accumulation_steps"] == 2 and agreeing["train_batch_size"] == 16
@@ -106,19 +116,15 @@ def test_engines_that_shard_the_weights_and_methods_deepspeed_would_undo_are_ref
         )
 
 
-def _deepspeed_env(cache_dir, tmp_path, port: int) -> dict:
-    """One process under DeepSpeed ZeRO-2 on the CPU, as `accelerate launch` would set it up,
-    in float32 so that it can be compared bit for bit with a plain run."""
-    config = json.loads((ROOT / "configs/accelerate/deepspeed/zero2.json").read_text())
-    config["bf16"]["enabled"] = False
-    path = tmp_path / "zero2-fp32.json"
-    path.write_text(json.dumps(config))
+def _deepspeed_env(cache_dir, port: int) -> dict:
+    """One process under DeepSpeed ZeRO-2 on the CPU with the shipped DeepSpeed file, as
+    `accelerate launch --config_file configs/accelerate/deepspeed-zero2.yaml` sets it up."""
     return {
         **os.environ,
         "MCIT_CACHE": str(cache_dir),
         "OMP_NUM_THREADS": "1",
         "ACCELERATE_USE_DEEPSPEED": "true",
-        "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(path),
+        "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(ROOT / "configs/accelerate/deepspeed/zero2.json"),
         "ACCELERATE_DEEPSPEED_ZERO3_INIT": "false",
         "RANK": "0",
         "LOCAL_RANK": "0",
@@ -131,9 +137,14 @@ def _deepspeed_env(cache_dir, tmp_path, port: int) -> dict:
 def test_deepspeed_zero2_trains_bit_for_bit_as_a_plain_run(
     micro_backbone_dirs, micro_benchmark, cache_dir, tmp_path
 ):
-    """Three stages, two micro-batches accumulated per step, clipping on: the DeepSpeed engine
-    (built afresh each stage) steps, accumulates and clips exactly as mcit's own loop does."""
-    extra = {"method.args": "{r: 4, alpha: 8, dropout: 0.0}", "train.grad_accum": 2}
+    """Three stages, two micro-batches accumulated per step, clipping on, the projector in a
+    parameter group of its own: the DeepSpeed engine (built afresh each stage) steps,
+    accumulates and clips exactly as mcit's own loop does."""
+    extra = {
+        "method.args": "{r: 4, alpha: 8, dropout: 0.0, train_projector: true}",
+        "train.grad_accum": 2,
+        "train.projector_lr": 1e-4,
+    }
     plain = run(
         load_config(None, micro_overrides(micro_benchmark, tmp_path / "plain", **extra)),
         progress=False,
@@ -141,7 +152,7 @@ def test_deepspeed_zero2_trains_bit_for_bit_as_a_plain_run(
     overrides = micro_overrides(micro_benchmark, tmp_path / "zero2", **extra)
     proc = subprocess.run(
         [sys.executable, "-m", "mcit", "run", "--quiet", *overrides],
-        env=_deepspeed_env(cache_dir, tmp_path, 29613),
+        env=_deepspeed_env(cache_dir, 29613),
         capture_output=True,
         text=True,
         timeout=600,
@@ -158,11 +169,13 @@ def test_deepspeed_zero2_trains_bit_for_bit_as_a_plain_run(
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(ours[k], theirs[k]) for k in ours), s
         assert any(k.endswith("lora_B.default.weight") and ours[k].abs().sum() > 0 for k in ours)
+        assert any("multi_modal_projector" in k for k in ours)
+        assert {v.dtype for v in theirs.values()} == {torch.float32}
 
     refused = subprocess.run(
         [sys.executable, "-m", "mcit", "run", "--quiet",
          *micro_overrides(micro_benchmark, tmp_path / "refused", "fwd-prompt")],
-        env=_deepspeed_env(cache_dir, tmp_path, 29614),
+        env=_deepspeed_env(cache_dir, 29614),
         capture_output=True,
         text=True,
         timeout=300,

@@ -27,6 +27,7 @@ def test_gpu_check_dry_run_on_cpu(micro_backbone_dirs, cache_dir, tmp_path):
     assert proc.returncode == 0, (report.get("error"), report["cases"])
     assert report["mode"] == "cpu-dry-run" and report["all_passed"]
     (case,) = report["cases"]
+    assert case["launch_config"] == "deepspeed-zero2.yaml" and case["engine_ok"]
     assert (case["engine_recorded"], case["zero_stage"]) == ("deepspeed", 2)
     assert case["resumed_after_stage_1"] and case["complete"] and case["predict_ok"]
     assert case["train_steps"] == 2 and case["paper_peak_gpu_memory_gb"] == 14.1

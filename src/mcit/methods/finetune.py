@@ -29,7 +29,7 @@ class Finetune(ContinualMethod):
 
     def attach(self) -> None:
         if self.args.train_projector:
-            self.backbone.projector.requires_grad_(True)
+            self.backbone.train_projector()
         if self.args.train_lm:
             self.backbone.language_model.requires_grad_(True)
         if self.args.train_lm_head:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.tuners_utils import cast_adapter_dtype
 
 from mcit.config import AT_LEAST_1, POSITIVE, Bounds, setting
 from mcit.methods.base import ContinualMethod, MethodArgs, register_method
@@ -49,6 +50,9 @@ def inject_lora(language_model, args: LoraArgs, adapter_name: str = "default") -
         bias="none",
     )
     inject_adapter_in_model(config, language_model, adapter_name=adapter_name)
+    # float32 LoRA weights on a bf16/fp16 LM (peft's own `autocast_adapter_dtype`, which
+    # `inject_adapter_in_model` does not apply): half-precision ones lose most AdamW steps.
+    cast_adapter_dtype(language_model, adapter_name=adapter_name)
 
 
 @register_method
@@ -62,4 +66,4 @@ class FinetuneLora(ContinualMethod):
         # Only finetune-lora's own args have the switch: the methods built on it (LwF, EWC,
         # replay) keep the projector frozen, as their snapshots and penalties assume.
         if isinstance(self.args, FinetuneLoraArgs) and self.args.train_projector:
-            self.backbone.projector.requires_grad_(True)
+            self.backbone.train_projector()

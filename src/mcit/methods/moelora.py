@@ -120,4 +120,4 @@ class MoELora(ContinualMethod):
         # One shared set of experts and routers, trained on every task (CoIN's MoELoRA).
         inject_moelora(self.backbone.language_model, self.args)
         if self.args.train_projector:
-            self.backbone.projector.requires_grad_(True)
+            self.backbone.train_projector()

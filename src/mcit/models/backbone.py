@@ -160,6 +160,14 @@ class Backbone(nn.Module):
     def projector(self) -> nn.Module:
         return self.model.model.multi_modal_projector
 
+    def train_projector(self) -> None:
+        """Let the projector train, in float32 on a half-precision model: AdamW's steps at a
+        projector's learning rate (LLaVA's 2e-5) are mostly below bfloat16's rounding step and
+        would be lost (LoRA weights and prompts are float32 for the same reason)."""
+        if next(self.projector.parameters()).dtype in (torch.bfloat16, torch.float16):
+            self.projector.float()
+        self.projector.requires_grad_(True)
+
     @property
     def input_embeddings(self) -> nn.Embedding:
         return self.model.get_input_embeddings()
@@ -286,7 +294,9 @@ class Backbone(nn.Module):
         """`embed` from the tower's features (see `vision_features`) instead of pixels."""
         embeds = self.input_embeddings(input_ids)
         slots = input_ids == self.image_token_id
-        feats = self.projector(vision_features.to(self.device, embeds.dtype))
+        # The projector may be float32 on a half-precision model (`train_projector`).
+        projector_dtype = next(self.projector.parameters()).dtype
+        feats = self.projector(vision_features.to(self.device, projector_dtype))
         feats = feats.reshape(-1, feats.shape[-1]).to(embeds.dtype)
         if int(slots.sum()) != feats.shape[0]:
             raise BackboneError(

@@ -7,7 +7,9 @@ Accelerator reads it from the environment. mcit supports:
   whole model, the optimizer is mcit's own AdamW;
 - DeepSpeed ZeRO stage 1 or 2 (`deepspeed-zero2.yaml`): the DeepSpeed engine owns the optimizer
   step, the accumulation and the clipping; the weights stay whole on every process, so
-  evaluation, saving and the next stage see them as under DDP.
+  evaluation, saving and the next stage see them as under DDP. Its bf16/fp16 modes are refused:
+  they cast every weight in place; the frozen model's dtype is `model.backbone.dtype`, and what
+  trains is float32 under every engine.
 
 Refused, before any model is loaded: FSDP and ZeRO stage 3, which shard the weights
 themselves. mcit's evaluation gives each process its own share of the test samples to generate
@@ -85,6 +87,19 @@ def configure_deepspeed(accelerator: Accelerator, config: TrainConfig) -> None:
     refuse a fixed value that contradicts it: the run config stays the one source of truth
     (and results.json records it)."""
     plugin = accelerator.state.deepspeed_plugin
+    for mode in ("bf16", "fp16"):
+        enabled = plugin.deepspeed_config.get(mode, {}).get("enabled", False)
+        if enabled == "auto":
+            plugin.deepspeed_config[mode]["enabled"] = False
+        elif enabled:
+            # The engine would cast every weight the method owns (adapters, prompts, an old
+            # task's frozen state) to half precision in place, keeping float32 copies only
+            # inside itself, which ends with the stage.
+            raise ConfigError(
+                f"DeepSpeed config sets {mode}.enabled = true, which casts the whole model to "
+                f"{mode} in place; set it to false: the frozen model's dtype comes from "
+                "model.backbone.dtype, and what trains stays float32"
+            )
     wanted = {
         "train_micro_batch_size_per_gpu": config.batch_size,
         "gradient_accumulation_steps": config.grad_accum,

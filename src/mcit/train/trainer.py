@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,11 +112,34 @@ def parameter_groups(
     if config.projector_lr is None:
         return [{"params": params}]
     projector = {id(p) for p in method.backbone.projector.parameters()}
+    if not any(id(p) in projector for p in params):
+        warnings.warn(
+            f"train.projector_lr is set but method '{method.name}' does not train the "
+            "projector: the key has no effect",
+            stacklevel=2,
+        )
     groups = [
         {"params": [p for p in params if id(p) not in projector]},
         {"params": [p for p in params if id(p) in projector], "lr": config.projector_lr},
     ]
     return [group for group in groups if group["params"]]
+
+
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def check_trainable_precision(method: ContinualMethod) -> None:
+    """Refuse weights that would train in half precision: AdamW updates them in place with no
+    float32 copy, and every step smaller than the weight's rounding step (at lr 2e-5, most of
+    them in bfloat16) is silently lost."""
+    half = [n for n, p in method.named_parameters() if p.requires_grad and p.dtype in HALF_DTYPES]
+    if half:
+        raise ConfigError(
+            f"method '{method.name}' would train {len(half)} tensor(s) in half precision (e.g. "
+            f"{half[0]}), where most AdamW steps round away; load the model in float32 "
+            "(model.backbone.dtype=float32) and let `accelerate launch` compute in bf16 "
+            "(mixed_precision: bf16)"
+        )
 
 
 def optimizer_step(
@@ -166,6 +190,7 @@ class Trainer:
                 f"stage {stage + 1}: {len(samples)} training sample(s) for "
                 f"{acc.num_processes} process(es); every process needs at least one"
             )
+        check_trainable_precision(method)
         steps = steps_for(len(samples), cfg, acc.num_processes, n_tasks)
         # One pass over the stage's data (every process drawing its share).
         per_step = cfg.batch_size * cfg.grad_accum * acc.num_processes
