@@ -36,7 +36,7 @@ class LoraArgs(MethodArgs):
 class FinetuneLoraArgs(LoraArgs):
     train_projector: bool = setting(
         False,
-        help="also train the vision-to-LM projector (CoIN: yes, at train.projector_lr 2e-5)",
+        help="also train the vision-to-LM projector (CoIN: yes)",
     )
 
 

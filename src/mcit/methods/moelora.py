@@ -42,7 +42,7 @@ class MoELoraArgs(MethodArgs):
     )
     train_projector: bool = setting(
         False,
-        help="also train the vision-to-LM projector (CoIN: yes, at train.projector_lr 2e-5)",
+        help="also train the vision-to-LM projector (CoIN: yes)",
     )
 
     def __post_init__(self) -> None:

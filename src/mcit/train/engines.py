@@ -100,24 +100,20 @@ def configure_deepspeed(accelerator: Accelerator, config: TrainConfig) -> None:
                 f"{mode} in place; set it to false: the frozen model's dtype comes from "
                 "model.backbone.dtype, and what trains stays float32"
             )
+    # DeepSpeed field: (run config key, its value).
     wanted = {
-        "train_micro_batch_size_per_gpu": config.batch_size,
-        "gradient_accumulation_steps": config.grad_accum,
-        "gradient_clipping": config.max_grad_norm,
+        "train_micro_batch_size_per_gpu": ("train.batch_size", config.batch_size),
+        "gradient_accumulation_steps": ("train.grad_accum", config.grad_accum),
+        "gradient_clipping": ("train.max_grad_norm", config.max_grad_norm),
     }
-    keys = {
-        "train_micro_batch_size_per_gpu": "train.batch_size",
-        "gradient_accumulation_steps": "train.grad_accum",
-        "gradient_clipping": "train.max_grad_norm",
-    }
-    for field, value in wanted.items():
+    for field, (key, value) in wanted.items():
         current = plugin.deepspeed_config.get(field, "auto")
         if current == "auto":
             plugin.deepspeed_config[field] = value
         elif float(current) != float(value):
             raise ConfigError(
                 f"DeepSpeed config sets {field} = {current} but the run has "
-                f'{keys[field]} = {value}; set it to "auto" (mcit fills it) or make them agree'
+                f'{key} = {value}; set it to "auto" (mcit fills it) or make them agree'
             )
     total = config.batch_size * config.grad_accum * accelerator.num_processes
     current = plugin.deepspeed_config.get("train_batch_size", "auto")
