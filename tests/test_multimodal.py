@@ -272,3 +272,26 @@ def test_trained_projections_are_among_what_every_training_method_sees(micro_bac
                 method.fisher.of(k).shape == method.anchor.of(k).shape for k in keys
             )
             assert float(method.penalty()) == 0.0
+
+
+def test_trained_projections_stay_float32_on_a_bf16_model(micro_backbone_dirs, micl):
+    """A real-model MICL run loads the LLaVA in bf16: the audio and video projections that train
+    with the method are float32 (AdamW's small steps would round away in bf16), the frozen rest
+    stays bf16, and a batch of audio and video trains them through the bf16 model."""
+    from mcit.methods.base import build_method
+    from mcit.train.trainer import check_trainable_precision
+
+    llava, clip = micro_backbone_dirs
+    config = BackboneConfig(train_media_projections=True, dtype="bfloat16")
+    bb = load_llava_dir(llava, config, str(clip), config.chat, ALL, llava.parent / "audio")
+    method = build_method("finetune-lora", bb)
+    assert {p.dtype for p in bb.media.parameters()} == {torch.float32}
+    assert bb.model.lm_head.weight.dtype == torch.bfloat16
+    check_trainable_precision(method)  # nothing trains in half precision
+    tasks = {t.name: t for t in load_tasks(load_benchmark_spec(micl))}
+    batch = Collator(bb)([tasks["clothoaqa"].train[0], tasks["msrvtt"].train[0]])
+    method.training_loss(batch).loss.backward()
+    for name in ("audio", "video"):
+        grads = [p.grad for p in getattr(bb.media, name).parameters()]
+        assert all(g is not None and g.dtype == torch.float32 for g in grads), name
+        assert any(float(g.abs().sum()) > 0 for g in grads), name

@@ -87,8 +87,7 @@ class ContinualMethod(nn.Module):
         if self.trains and backbone.config.train_media_projections and backbone.media is not None:
             # MICL's model trains each modality's projection with the method (saved with it).
             # Before `attach`, so a method sees them among what trains (EWC's Fisher).
-            for p in backbone.media.parameters():
-                p.requires_grad_(True)
+            backbone.train_media_projections()
         self.attach()
 
     # ------------------------------------------------------------------ lifecycle

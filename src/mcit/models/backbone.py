@@ -164,9 +164,13 @@ class Backbone(nn.Module):
         """Let the projector train, in float32 on a half-precision model: AdamW's steps at a
         projector's learning rate (LLaVA's 2e-5) are mostly below bfloat16's rounding step and
         would be lost (LoRA weights and prompts are float32 for the same reason)."""
-        if next(self.projector.parameters()).dtype in (torch.bfloat16, torch.float16):
-            self.projector.float()
-        self.projector.requires_grad_(True)
+        _train_in_float32(self.projector)
+
+    def train_media_projections(self) -> None:
+        """Let the audio and video projections train (MICL's model trains them with the method),
+        in float32 on a half-precision model, for the reason `train_projector` gives."""
+        if self.media is not None:
+            _train_in_float32(self.media)
 
     @property
     def input_embeddings(self) -> nn.Embedding:
@@ -260,7 +264,7 @@ class Backbone(nn.Module):
         if audio is not None:
             mels, frames = audio
             feats = self.audio_encoder(mels.to(self.device), frames.to(self.device))
-            embeds = self._scatter(embeds, input_ids, "audio", self.media.audio(feats))
+            embeds = self._scatter(embeds, input_ids, "audio", _apply(self.media.audio, feats))
         if video is not None:
             b, f = video.shape[:2]
             frames = video.flatten(0, 1).to(self.device, self.input_embeddings.weight.dtype)
@@ -268,7 +272,7 @@ class Backbone(nn.Module):
             feats = pool_frames(
                 feats.reshape(b, f, *feats.shape[1:]), self.media.video.tokens_per_frame
             )
-            embeds = self._scatter(embeds, input_ids, "video", self.media.video(feats))
+            embeds = self._scatter(embeds, input_ids, "video", _apply(self.media.video, feats))
         return embeds
 
     def embed_batch(self, batch) -> torch.Tensor:
@@ -294,9 +298,7 @@ class Backbone(nn.Module):
         """`embed` from the tower's features (see `vision_features`) instead of pixels."""
         embeds = self.input_embeddings(input_ids)
         slots = input_ids == self.image_token_id
-        # The projector may be float32 on a half-precision model (`train_projector`).
-        projector_dtype = next(self.projector.parameters()).dtype
-        feats = self.projector(vision_features.to(self.device, projector_dtype))
+        feats = _apply(self.projector, vision_features.to(self.device))
         feats = feats.reshape(-1, feats.shape[-1]).to(embeds.dtype)
         if int(slots.sum()) != feats.shape[0]:
             raise BackboneError(
@@ -393,6 +395,19 @@ class Backbone(nn.Module):
             yield
         finally:
             self._exact_new_tokens = previous
+
+
+def _train_in_float32(module: nn.Module) -> None:
+    """Make `module` trainable, upcast to float32 if it is held in half precision."""
+    if any(p.dtype in (torch.bfloat16, torch.float16) for p in module.parameters()):
+        module.float()
+    module.requires_grad_(True)
+
+
+def _apply(projection: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """`projection(features)` in the projection's own dtype: a trained projection stays float32
+    on a half-precision model (`Backbone.train_projector`, `train_media_projections`)."""
+    return projection(features.to(next(projection.parameters()).dtype))
 
 
 def load_backbone(config: BackboneConfig, modalities: tuple[str, ...] = ("image",)) -> Backbone:
