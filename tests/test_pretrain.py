@@ -54,6 +54,27 @@ def test_same_recipe_and_seed_give_identical_weights(micro_build, tmp_path):
     assert differ == {"llava"}
 
 
+def test_a_recipe_with_short_answers_is_probed_for_them_too(tmp_path):
+    """A base taught short answers is asked every probe question a second time for one: the
+    card holds a score for every skill but the description, beside the sentence probe."""
+    torch.set_num_threads(1)
+    root = build_base(
+        dataclasses.replace(MICRO, short_answers=0.5), tmp_path / "short", progress=False
+    )
+    card = json.loads((root / "model_card.json").read_text())
+    short = card["probe"]["short_answers"]
+    assert set(short) == set(card["probe"]["skills"])  # the description is scored by CIDEr
+    assert all(0.0 <= v <= 100.0 for v in short.values())
+    assert card["config"]["short_answers"] == 0.5
+    assert "| skill | short answer |" in (root / "MODEL_CARD.md").read_text()
+    # a card without them (the shipped base's) renders as before
+    from mcit.pretrain.card import model_card_markdown
+    from mcit.pretrain.shipped import shipped_dir
+
+    shipped = json.loads((shipped_dir(DEFAULT_RECIPE) / "model_card.json").read_text())
+    assert "short answer" not in model_card_markdown(shipped)
+
+
 def test_interrupted_build_resumes_to_the_same_weights(micro_build, tmp_path):
     out = tmp_path / "killed"
     # A zero-second limit stops the LLaVA stage after its first step, with a checkpoint.

@@ -401,6 +401,57 @@ def test_answer_styles_are_validated_where_a_config_names_them() -> None:
             assert set(re.findall(r"[A-Za-z]+|\d+", answer)) <= corpus, answer
 
 
+def test_short_answers_state_the_sentence_value_after_a_request_unlike_the_tasks(
+    examples: dict[str, list],
+) -> None:
+    """With a short-answer share, the same conversations are asked, a share of their skill turns
+    ending with a request for a short answer and answered "Answer: <value>.", the value being the
+    one the sentence states; the requests and the form are none of coin-mini's."""
+    plain = pretrain.pretrain_instructions(400, seed=4)
+    mixed = pretrain.pretrain_instructions(400, seed=4, short_answers=0.5)
+    shortened, kept = Counter(), 0
+    for (image, turns), (image2, turns2) in zip(plain, mixed, strict=True):
+        assert image.tobytes() == image2.tobytes() and len(turns) == len(turns2)
+        for (user, said), (user2, answer) in zip(turns, turns2, strict=True):
+            if user2 == user:
+                assert answer == said
+                kept += 1
+                continue
+            question, request = user2.rsplit("\n", 1)
+            assert question == user and request in pretrain.TERSE_REQUESTS
+            value = re.fullmatch(r"Answer: (.+)\.", answer).group(1)
+            assert value in said or value.capitalize() in said, (said, answer)
+            shortened[request] += 1
+    assert set(shortened) == set(pretrain.TERSE_REQUESTS)
+    assert 0.4 < sum(shortened.values()) / (sum(shortened.values()) + kept) < 0.6
+    # every skill but the description has a short form, read off its sentence
+    for skill, _, _, answer in pretrain.skill_probe(4, seed=9):
+        short = pretrain.short_answer(skill, answer)
+        assert (short is None) == (skill == "describe"), (skill, answer)
+    assert pretrain.short_answer(
+        "where", "The red circle spans from (0.1, 0.2) to (0.3, 0.4)."
+    ) == ("Answer: (0.1, 0.2) to (0.3, 0.4).")
+    assert pretrain.short_answer("left_of", "No, the a is right of the b.") == "Answer: no."
+    with pytest.raises(ValueError, match="no short form of the color_of answer"):
+        pretrain.short_answer("color_of", "It is red.")
+    # unlike every task: no request is a task's instruction, no task answer starts "Answer:"
+    questions = "\n".join(e.question for exs in examples.values() for e in exs)
+    assert not any(request in questions for request in pretrain.TERSE_REQUESTS)
+    assert not any(
+        r.startswith("Answer:") for exs in examples.values() for e in exs for r in e.references
+    )
+    corpus = set(re.findall(r"[A-Za-z]+|\d+", "\n".join(coin_mini.corpus_text(0, "sentence", 0.5))))
+    for _, turns in mixed[:80]:
+        for user, answer in turns:
+            assert set(re.findall(r"[A-Za-z]+|\d+", user + answer)) <= corpus
+    from mcit.models import tiny
+
+    with pytest.raises(ValueError, match="short_answers: 1.5 is not a share"):
+        tiny.TinyConfig(short_answers=1.5)
+    with pytest.raises(ValueError, match="sentence' only"):
+        tiny.TinyConfig(short_answers=0.5, answer_style="referent-value")
+
+
 def test_mixture_weights_hard_skills_up() -> None:
     """Reading is asked far more often than a uniform pick over a picture's turns would."""
     rng = random.Random(0)

@@ -75,6 +75,9 @@ class TinyConfig:
     # How the mixture words the shape scenes' answers: "sentence" ("The circle is red.") or
     # "referent-value" ("The circle red."); mcit.data.synthetic.pretrain.ANSWER_STYLES.
     answer_style: str = "sentence"
+    # The share of skill turns asked for a short answer ("Answer: <value>.") after a request
+    # unlike the tasks' own (mcit.data.synthetic.pretrain.TERSE_REQUESTS); sentence style only.
+    short_answers: float = 0.0
     # The audio encoder (a Whisper encoder, `mcit.models.audio`), trained contrastively against
     # the tiny CLIP's frozen text tower on synthesised sounds (`mcit.pretrain.audio`).
     audio_mels: int = 40
@@ -94,6 +97,10 @@ class TinyConfig:
             raise ValueError(
                 f"answer_style: '{self.answer_style}' is not one of {list(ANSWER_STYLES)}"
             )
+        if not 0.0 <= self.short_answers <= 1.0:
+            raise ValueError(f"short_answers: {self.short_answers} is not a share in [0, 1]")
+        if self.short_answers and self.answer_style != "sentence":
+            raise ValueError("short_answers: written for answer_style 'sentence' only")
 
     def key(self, code: str) -> str:
         """A short hash of this config and `code` (a hash of the recipe's source)."""

@@ -163,7 +163,8 @@ def build_base(
         from mcit.data.synthetic.coin_mini import corpus_text
 
         tokenizer = train_tokenizer(
-            corpus_text(config.seed, config.answer_style), vocab_size=config.vocab_size
+            corpus_text(config.seed, config.answer_style, config.short_answers),
+            vocab_size=config.vocab_size,
         )
         with atomic_dir(work / "tokenizer") as tmp:
             tokenizer.save_pretrained(tmp)
@@ -293,7 +294,11 @@ def _conversations(config: TinyConfig):
     from mcit.data.synthetic.pretrain import pretrain_caption_views, pretrain_instructions
 
     records = pretrain_instructions(
-        config.llava_samples, config.seed + 2, config.image_size, config.answer_style
+        config.llava_samples,
+        config.seed + 2,
+        config.image_size,
+        config.answer_style,
+        config.short_answers,
     )
     captions = pretrain_caption_views(
         config.llava_samples // 4, seed=config.seed + 3, image_size=config.image_size

@@ -41,6 +41,7 @@ def model_card_markdown(card: dict) -> str:
         ],
         f"| **mean** | **{probe['skills_mean']:.1f}** | |",
         "",
+        *_short_lines(probe),
         f'Captions ("Describe the picture."): CIDEr {probe["captions_cider"]:.1f}.',
         "",
         *_audio_lines(card),
@@ -52,6 +53,24 @@ def model_card_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _short_lines(probe: dict) -> list[str]:
+    """The same questions asked for a short answer, for a recipe that teaches them."""
+    short = probe.get("short_answers") or {}
+    if not short:
+        return []
+    mean = sum(short.values()) / len(short)
+    return [
+        'Asked for a short answer ("...\\nKeep the reply short.", answered "Answer: <value>."; '
+        "exact match, boxes IoU > 0.5):",
+        "",
+        "| skill | short answer |",
+        "| --- | --: |",
+        *[f"| {skill} | {score:.1f} |" for skill, score in short.items()],
+        f"| **mean** | **{mean:.1f}** |",
+        "",
+    ]
 
 
 def _scoring_lines(probe: dict) -> list[str]:

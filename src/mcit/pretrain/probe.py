@@ -68,7 +68,13 @@ def generate_answers(
 @torch.no_grad()
 def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bool = True) -> dict:
     """Per-skill scores of the base in `llava_dir` on held-out pictures (see the module doc)."""
-    from mcit.data.synthetic.pretrain import decision, pretrain_captions, skill_probe
+    from mcit.data.synthetic.pretrain import (
+        TERSE_REQUESTS,
+        decision,
+        pretrain_captions,
+        short_answer,
+        skill_probe,
+    )
     from mcit.evaluation.scorers import score_predictions
 
     backbone = load_llava_dir(
@@ -99,6 +105,17 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
 
         answers = generate_answers(backbone, collate, qa, "probe skills", progress)
         captions_pred = generate_answers(backbone, collate, cap, "probe captions", progress)
+        # A base taught short answers is asked each question for one too (the first request).
+        short = [
+            (i, skill, short_answer(skill, answer))
+            for i, (skill, _, _, answer) in enumerate(probe)
+            if config.short_answers and short_answer(skill, answer) is not None
+        ]
+        short_qa = single_turn_samples(
+            [(paths[i], f"{probe[i][2]}\n{TERSE_REQUESTS[0]}", ref) for i, _, ref in short],
+            "probe-short",
+        )
+        short_pred = generate_answers(backbone, collate, short_qa, "probe short", progress)
     exact = score_predictions("exact", answers, [s.references for s in qa])
     style = config.answer_style
     decided = score_predictions(
@@ -122,6 +139,10 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
     if iou:
         skills[BOX_SKILL] = round(100 * sum(iou) / len(iou), 1)
     cider = score_predictions("cider", captions_pred, [s.references for s in cap])
+    short_by_skill: dict[str, list[float]] = {}
+    for (_, skill, ref), p in zip(short, short_pred, strict=True):
+        scorer = "iou" if skill == BOX_SKILL else "exact"
+        short_by_skill.setdefault(skill, []).append(score_predictions(scorer, [p], [[ref]])[0])
     return {
         # The score of each skill: exact match (of the decision, for a referent-value
         # comparison), except boxes (IoU > 0.5).
@@ -133,6 +154,11 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
         "where_iou50": skills.get(BOX_SKILL),
         "captions_cider": round(100 * sum(cider) / len(cider), 2),
         "questions_per_skill": n,
+        # Asked for a short answer ("Answer: <value>."), when the recipe teaches them: exact
+        # match, boxes IoU > 0.5.
+        "short_answers": {
+            k: round(100 * sum(v) / len(v), 1) for k, v in sorted(short_by_skill.items())
+        },
         "examples": [
             {"skill": skill, "question": user, "prediction": p, "reference": answer}
             for (skill, _, user, answer), p in list(zip(probe, answers, strict=True))[::n][:24]

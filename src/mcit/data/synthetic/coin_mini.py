@@ -215,7 +215,9 @@ def _strip_fields(template: str) -> str:
     return re.sub(r"\{\w+\}", "", template)
 
 
-def corpus_text(seed: int = 0, answer_style: str = "sentence") -> list[str]:
+def corpus_text(
+    seed: int = 0, answer_style: str = "sentence", short_answers: float = 0.0
+) -> list[str]:
     """Strings covering every template, instruction and answer word the generators can produce.
 
     Used to train the tiny model's tokenizer: generated samples of every task and of the
@@ -231,13 +233,18 @@ def corpus_text(seed: int = 0, answer_style: str = "sentence") -> list[str]:
         lines.extend(_strip_fields(t) for t in spec.templates)
     for _, text in pretrain.pretrain_captions(CORPUS_SAMPLES * 2, seed, 32):
         lines.append(text)
-    for _, turns in pretrain.pretrain_instructions(CORPUS_SAMPLES * 4, seed, 32, answer_style):
+    conversations = pretrain.pretrain_instructions(
+        CORPUS_SAMPLES * 4, seed, 32, answer_style, short_answers
+    )
+    for _, turns in conversations:
         for user, assistant in turns:
             lines += [user, assistant]
     lines += [_strip_fields(t) for t in pretrain.TEMPLATES.values()]
     lines += [_strip_fields(t) for t in pretrain.ANSWERS]
     if answer_style == "referent-value":
         lines += [_strip_fields(t) for t in pretrain.REFERENT_VALUE_ANSWERS]
+    if short_answers:
+        lines += [*pretrain.TERSE_REQUESTS, _strip_fields(pretrain.SHORT_FORM)]
     lines += [SHORT_ANSWER.strip(), OPTION_ANSWER, UNANSWERABLE_HINT.strip()]
     words = [
         *COLOR_NAMES,
