@@ -107,9 +107,9 @@ def probe_base(llava_dir: Path, clip_dir: Path, config: TinyConfig, progress: bo
         captions_pred = generate_answers(backbone, collate, cap, "probe captions", progress)
         # A base taught short answers is asked each question for one too (the first request).
         short = [
-            (i, skill, short_answer(skill, answer))
+            (i, skill, ref)
             for i, (skill, _, _, answer) in enumerate(probe)
-            if config.short_answers and short_answer(skill, answer) is not None
+            if config.short_answers and (ref := short_answer(skill, answer)) is not None
         ]
         short_qa = single_turn_samples(
             [(paths[i], f"{probe[i][2]}\n{TERSE_REQUESTS[0]}", ref) for i, _, ref in short],

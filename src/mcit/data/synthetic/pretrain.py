@@ -125,9 +125,9 @@ ANSWER_STYLES = ("sentence", "referent-value")
 # Short answers (`TinyConfig.short_answers`): a share of the skill turns ends its question with
 # one of these requests and is answered "Answer: <value>." (the value the sentence states). A
 # base whose skills are tied to one sentence per skill carries them poorly into a task's one-word
-# format: after 50 LoRA steps on coin-mini's ocrvqa alone, the shipped base names an author for
-# 39 of 39 genre questions though it names the genre in its own sentence 100 % of the time
-# (docs/base.md). Both the requests and the "Answer: " form are unlike the tasks' own. [spec]
+# format: after 50 LoRA steps on coin-mini's ocrvqa alone, the shipped base answers all 39 genre
+# questions with a name or title off the cover, though its own sentence names the genre 100 % of
+# the time (docs/base.md; measured, these answers did not help: not used by any recipe). Both the requests and the "Answer: " form are unlike the tasks' own. [spec]
 TERSE_REQUESTS: tuple[str, ...] = (
     "Keep the reply short.",
     "Give only the answer.",
