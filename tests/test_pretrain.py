@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from mcit.cli import main
 from mcit.pretrain import build
-from mcit.pretrain.build import BuildError, batch_indices, build_base
+from mcit.pretrain.build import BuildError, batch_indices, build_base, phase_batch
 from mcit.pretrain.recipes import DEFAULT_RECIPE, RECIPES, recipe, recipe_name
 
 MICRO = RECIPES["micro"]
@@ -179,6 +179,39 @@ def test_batches_are_a_function_of_the_step():
     spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in first]
     assert sum(spans) / len(spans) < 3
     assert first != [batch_indices(s, lengths, 8, seed=4) for s in range(24)]
+
+
+def test_a_lookup_phase_comes_first_and_leaves_the_mixture_batches_alone():
+    """The lookup phase's records are the last `lookup_samples`; its steps come first and draw
+    from them alone; the mixture's steps after it are the mixture's batches of a build without
+    the phase, step for step."""
+    lengths = [i % 5 for i in range(40)]  # 30 mixture records, then 10 of the lookup phase
+    config = dataclasses.replace(MICRO, llava_batch=4, lookup_samples=10, lookup_steps=3)
+    plain = dataclasses.replace(MICRO, llava_batch=4)
+    for step in range(3):
+        picked = phase_batch(step, lengths, config)
+        assert len(picked) == 4 and all(30 <= i < 40 for i in picked)
+    for step in range(12):
+        assert phase_batch(step + 3, lengths, config) == phase_batch(step, lengths[:30], plain)
+        assert phase_batch(step, lengths[:30], plain) == batch_indices(
+            step, lengths[:30], 4, MICRO.seed + 7
+        )
+    with pytest.raises(ValueError, match="a lookup phase needs both"):
+        dataclasses.replace(MICRO, lookup_samples=10)
+    with pytest.raises(ValueError, match="not negative"):
+        dataclasses.replace(MICRO, lookup_samples=-1, lookup_steps=-1)
+
+
+def test_a_build_with_a_lookup_phase_records_it(micro_build, tmp_path):
+    torch.set_num_threads(1)
+    config = dataclasses.replace(MICRO, lookup_samples=16, lookup_steps=2)
+    root = build_base(config, tmp_path / "lookup", progress=False)
+    card = json.loads((root / "model_card.json").read_text())
+    assert card["config"]["lookup_steps"] == 2 and card["seeds"]["lookup_batches"] == 9
+    assert "lookups" not in json.loads((micro_build / "model_card.json").read_text())["seeds"]
+    ours, plain = _weights(root), _weights(micro_build)
+    differ = {key.split(".")[0] for key in ours if not torch.equal(ours[key], plain[key])}
+    assert differ == {"llava"}  # the phase trains the LLaVA stage only
 
 
 def test_recipes_are_named_and_overridable():

@@ -452,6 +452,32 @@ def test_short_answers_state_the_sentence_value_after_a_request_unlike_the_tasks
         tiny.TinyConfig(short_answers=0.5, answer_style="referent-value")
 
 
+def test_shape_lookups_answer_every_turn_in_the_referent_value_style() -> None:
+    """The lookup phase's conversations: shape scenes only, one to three turns, each answer
+    in the referent-value style (never a sentence's "is" or "Yes, ..."),
+    the same for a seed and different for another."""
+    records = pretrain.shape_lookups(200, seed=3)
+    assert [t for _, t in records] == [t for _, t in pretrain.shape_lookups(200, seed=3)]
+    assert [t for _, t in records] != [t for _, t in pretrain.shape_lookups(200, seed=4)]
+    sentence_forms = re.compile(r" is |^Yes|^No|^I count|^Option|spans")
+    asked = Counter()
+    for image, turns in records:
+        assert image.size == (64, 64) and 1 <= len(turns) <= 3
+        for user, answer in turns:
+            # counting all shapes names no referent: it keeps its sentence in both styles
+            assert user == pretrain.TEMPLATES["count_all"] or not sentence_forms.search(answer)
+            skill = next(k for k, v in pretrain.TEMPLATES.items() if _matches(v, user))
+            asked[skill] += 1
+    assert {"color_of", "shape_of", "where", "left_of", "option_color"} <= set(asked)
+    assert "read" not in asked and "describe" not in asked
+
+
+def _matches(template: str, user: str) -> bool:
+    pattern = re.escape(template)
+    pattern = re.sub(r"\\\{\w+\\\}", ".+", pattern)
+    return re.fullmatch(pattern, user, re.S) is not None
+
+
 def test_mixture_weights_hard_skills_up() -> None:
     """Reading is asked far more often than a uniform pick over a picture's turns would."""
     rng = random.Random(0)

@@ -78,6 +78,12 @@ class TinyConfig:
     # The share of skill turns asked for a short answer ("Answer: <value>.") after a request
     # unlike the tasks' own (mcit.data.synthetic.pretrain.TERSE_REQUESTS); sentence style only.
     short_answers: float = 0.0
+    # A first LLaVA phase of `lookup_steps` steps on `lookup_samples` shape scenes whose answers
+    # are in the referent-value style, before the `llava_steps` of the mixture. The value right
+    # after the word naming what is looked up teaches a 4-layer LM the lookup in one step; the
+    # sentence answers after it reuse that lookup (docs/base.md, "A lookup phase first").
+    lookup_samples: int = 0
+    lookup_steps: int = 0
     # The audio encoder (a Whisper encoder, `mcit.models.audio`), trained contrastively against
     # the tiny CLIP's frozen text tower on synthesised sounds (`mcit.pretrain.audio`).
     audio_mels: int = 40
@@ -101,6 +107,13 @@ class TinyConfig:
             raise ValueError(f"short_answers: {self.short_answers} is not a share in [0, 1]")
         if self.short_answers and self.answer_style != "sentence":
             raise ValueError("short_answers: written for answer_style 'sentence' only")
+        if self.lookup_samples < 0 or self.lookup_steps < 0:
+            raise ValueError("lookup_samples and lookup_steps: counts, not negative")
+        if bool(self.lookup_samples) != bool(self.lookup_steps):
+            raise ValueError(
+                f"lookup_samples ({self.lookup_samples}) and lookup_steps ({self.lookup_steps}): "
+                "a lookup phase needs both, or neither"
+            )
 
     def key(self, code: str) -> str:
         """A short hash of this config and `code` (a hash of the recipe's source)."""

@@ -290,8 +290,13 @@ def _train_clip(clip, tokenizer, pixels, views, config: TinyConfig, progress: bo
 # ---------------------------------------------------------------------------- stage 3: data
 def _conversations(config: TinyConfig):
     """The LLaVA stage's (picture, turns) records: the skill mixture, plus LLaVA-style
-    alignment records (the full caption, asked for as a description)."""
-    from mcit.data.synthetic.pretrain import pretrain_caption_views, pretrain_instructions
+    alignment records (the full caption, asked for as a description), then the lookup phase's
+    shape scenes (`lookup_samples`; last, so the mixture's indices do not depend on them)."""
+    from mcit.data.synthetic.pretrain import (
+        pretrain_caption_views,
+        pretrain_instructions,
+        shape_lookups,
+    )
 
     records = pretrain_instructions(
         config.llava_samples,
@@ -304,6 +309,8 @@ def _conversations(config: TinyConfig):
         config.llava_samples // 4, seed=config.seed + 3, image_size=config.image_size
     )
     records += [(im, [(CAPTION_INSTRUCTION, views[0])]) for im, views in captions]
+    if config.lookup_samples:
+        records += shape_lookups(config.lookup_samples, config.seed + 8, config.image_size)
     return records
 
 
@@ -382,6 +389,18 @@ def batch_indices(step: int, lengths: list[int], batch_size: int, seed: int) -> 
     return pool[k * batch_size : (k + 1) * batch_size]
 
 
+def phase_batch(step: int, lengths: list[int], config: TinyConfig) -> list[int]:
+    """The record indices of the LLaVA stage's `step`: the lookup phase's records (the last
+    `lookup_samples`) for its first `lookup_steps` steps, then the mixture's. Without a lookup
+    phase the batches are `batch_indices` of the mixture, as before the phase existed."""
+    mixture = len(lengths) - config.lookup_samples
+    if step < config.lookup_steps:
+        picked = batch_indices(step, lengths[mixture:], config.llava_batch, config.seed + 9)
+        return [mixture + i for i in picked]
+    step -= config.lookup_steps
+    return batch_indices(step, lengths[:mixture], config.llava_batch, config.seed + 7)
+
+
 def _train_llava(
     config: TinyConfig,
     tokenizer,
@@ -410,6 +429,7 @@ def _train_llava(
         for i, conv in enumerate(turns)
     ]
     lengths = [sum(len(u) + len(a) for u, a in s.turns) for s in samples]
+    total_steps = config.lookup_steps + config.llava_steps
     frozen = _frozen_tower(config)
     for p in llava.parameters():
         p.requires_grad_(True)
@@ -418,7 +438,7 @@ def _train_llava(
             p.requires_grad_(False)
     params = [p for p in llava.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.llava_lr, weight_decay=0.0)
-    scheduler = _cosine(optimizer, config.llava_steps)
+    scheduler = _cosine(optimizer, total_steps)
     checkpoint = work / "llava-checkpoint"
     step = 0
     if (checkpoint / "trainer.pt").is_file():
@@ -430,15 +450,15 @@ def _train_llava(
     llava.train()
     started = last_save = time.time()
     bar = tqdm(
-        total=config.llava_steps,
+        total=total_steps,
         initial=step,
         desc="pretrain LLaVA",
         disable=not progress,
         mininterval=2,
     )
     smoothed = math.nan
-    while step < config.llava_steps:
-        picked = batch_indices(step, lengths, config.llava_batch, config.seed + 7)
+    while step < total_steps:
+        picked = phase_batch(step, lengths, config)
         batch = collate([samples[i] for i in picked], load_pixels=False)
         feats = values[picked].float()
         # bf16 autocast: 1.6x faster steps on a CPU with AMX (measured), fp32 weights and AdamW.
@@ -458,7 +478,7 @@ def _train_llava(
         bar.set_postfix(loss=f"{smoothed:.3f}")
         now = time.time()
         timed_out = max_seconds is not None and now - started >= max_seconds
-        if step < config.llava_steps and (now - last_save >= 60 * checkpoint_minutes or timed_out):
+        if step < total_steps and (now - last_save >= 60 * checkpoint_minutes or timed_out):
             _save_checkpoint(checkpoint, llava, optimizer, scheduler, step, smoothed)
             state.add_seconds("llava", now - started)
             started = last_save = now
@@ -522,6 +542,11 @@ def _finish(config: TinyConfig, out: Path, work: Path, state: BuildState, recipe
             "audio_sounds": config.seed + 4,
             "audio_batches": config.seed + 5,
             "batches": config.seed + 7,
+            **(
+                {"lookups": config.seed + 8, "lookup_batches": config.seed + 9}
+                if config.lookup_steps
+                else {}
+            ),
             "probe": config.seed + 10_000,
         },
         "code_hash": recipe_code_hash(),

@@ -88,3 +88,10 @@ def recipe(name: str, **overrides) -> TinyConfig:
 def recipe_name(config: TinyConfig) -> str | None:
     """The name of the recipe equal to `config`, if any."""
     return next((name for name, cfg in RECIPES.items() if cfg == config), None)
+
+# The shipped base's recipe after a lookup phase: 3000 steps on 16 000 shape scenes answered in
+# the referent-value style ("The star purple."), then the mixture's 5000 steps in sentences, in
+# bf16 autocast (docs/base.md, "A lookup phase first").
+RECIPES["tiny-lite0-lookup"] = dataclasses.replace(
+    RECIPES[DEFAULT_RECIPE], llava_bf16=True, lookup_samples=16_000, lookup_steps=3_000
+)

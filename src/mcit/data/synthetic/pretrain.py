@@ -606,6 +606,22 @@ def pretrain_instructions(
     return out
 
 
+def shape_lookups(
+    n: int, seed: int = 0, image_size: int = 64
+) -> list[tuple[Image.Image, list[tuple[str, str]]]]:
+    """`n` (image, turns) conversations about shape scenes only, one to three turns each, every
+    answer in the referent-value style ("The star purple.": the value right after the words that
+    name what is looked up). The base's first LLaVA phase (`TinyConfig.lookup_steps`)."""
+    rng = random.Random(derive_seed("mcit-pretrain", "lookups", seed))
+    out = []
+    for _ in range(n):
+        objs = retry(lambda: _shapes(rng), "pretraining scene")
+        image = render_objects(image_size, objs, background_color(rng)).image()
+        turns = _weighted_pick(rng, _shape_turns(objs, rng, "referent-value"), rng.randint(1, 3))
+        out.append((image, [(user, answer) for _, user, answer in turns]))
+    return out
+
+
 def skill_probe(
     per_skill: int, seed: int = 0, image_size: int = 64, style: str = "sentence"
 ) -> list[tuple[str, Image.Image, str, str]]:
