@@ -89,6 +89,7 @@ def recipe_name(config: TinyConfig) -> str | None:
     """The name of the recipe equal to `config`, if any."""
     return next((name for name, cfg in RECIPES.items() if cfg == config), None)
 
+
 # The shipped base's recipe after a lookup phase: 3000 steps on 16 000 shape scenes answered in
 # the referent-value style ("The star purple."), then the mixture's 5000 steps in sentences, in
 # bf16 autocast (docs/base.md, "A lookup phase first").
