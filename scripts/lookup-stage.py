@@ -31,13 +31,12 @@ import torch
 from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
 import mcit  # noqa: F401  (registers the EfficientNet-Lite tower with transformers)
-from mcit.config import BackboneConfig, ChatFormat
 from mcit.data.collate import Collator
 from mcit.data.sample import Sample
 from mcit.data.synthetic import pretrain
 from mcit.data.synthetic.scene import background_color, render_objects
-from mcit.models.backbone import Backbone
 from mcit.models.tiny import TinyConfig, llava_config, llava_image_processor
+from mcit.pretrain.build import _backbone as pretrain_backbone  # the LLaVA stage's own
 from mcit.pretrain.shipped import shipped_dir
 from mcit.train.trainer import optimizer_step
 
@@ -58,9 +57,7 @@ def features(shipped, tokenizer, processor, cache: Path, pictures: int) -> dict:
     """The frozen tower's tokens of the training and held-out scenes (cached on disk)."""
     if cache.is_file():
         return torch.load(cache, weights_only=False)
-    backbone = Backbone(
-        shipped, tokenizer, processor, BackboneConfig(name="tiny", chat=ChatFormat(system="")), None
-    )
+    backbone = pretrain_backbone(shipped, tokenizer, processor)
     data = {}
     for split, n, seed in (("train", pictures, 1), ("test", 400, 99)):
         made = scenes(n, seed)
@@ -108,9 +105,7 @@ def main() -> None:
     )
     model.model.vision_tower.load_state_dict(shipped.model.vision_tower.state_dict())
     model.model.vision_tower.requires_grad_(False)
-    backbone = Backbone(
-        model, tokenizer, processor, BackboneConfig(name="tiny", chat=ChatFormat(system="")), None
-    )
+    backbone = pretrain_backbone(model, tokenizer, processor)
     collate = Collator(backbone)
     params = [p for p in model.parameters() if p.requires_grad]
     state = {"step": 0, "phase": "main"}
