@@ -121,23 +121,29 @@ def test_every_declared_parameter_formula_counts_what_the_built_method_holds(bac
     """The paper-scale accounting trusts `parameters_by_formula` where a method declares one;
     on the tiny backbone it must give what building the method and counting it gives."""
     declared = []
-    for name in method_names():
-        cls, args = method_class(name)
-        method = build_on(backbone, MethodSpec(name, name), CPU)
+    variants = [MethodSpec(name, name) for name in method_names()]
+    variants.append(MethodSpec("mp-deep", "modalprompt", {"prompt_depth": "every-layer"}))
+    for spec in variants:
+        name = spec.label
+        cls, args = method_class(spec.name, spec.args)
+        method = build_on(backbone, spec, CPU)
         encoders = [v for v in vars(method).values() if isinstance(v, GuidanceEncoder)]
         width = encoders[0].dim if encoders else 0
-        formula = cls.parameters_by_formula(args, ModelShapes(backbone.hidden_size, width), 3)
+        formula = cls.parameters_by_formula(
+            args, ModelShapes(backbone.hidden_size, width, backbone.num_layers), 3
+        )
         if formula is None:
             continue
         declared.append(name)
         assert formula.guidance_encoder == bool(encoders), name
         TaskReplay(method).advance(1)
         assert count_method(method, _numel(backbone)).added == formula.first_task, name
-        method = build_on(backbone, MethodSpec(name, name), CPU)
+        method = build_on(backbone, spec, CPU)
         TaskReplay(method).advance(3, leave_last_open=True)
         count = count_method(method, _numel(backbone))
         assert (count.trainable, count.added) == (formula.trainable, formula.added), name
-    assert "modalprompt" in declared  # its guidance CLIP cannot be built on the meta device
+    # its guidance CLIP cannot be built on the meta device
+    assert {"modalprompt", "mp-deep"} <= set(declared)
 
 
 def test_methods_share_frozen_weights_and_full_fine_tuning_gets_its_own(backbone):

@@ -406,3 +406,125 @@ def test_bad_arguments_are_clear_config_errors(stream):
         _method(config, guidance_lambda=1.5)
     with pytest.raises(ConfigError, match="unknown key"):
         _method(config, lam=0.5)
+
+
+# ---------------------------------------------------------------------------- every-layer prompts
+def _deep_method(stream, n_tasks=2) -> ModalPrompt:
+    config, _ = stream
+    method = _method(config, prompt_depth="every-layer")
+    learn_untrained(method, n_tasks)
+    with torch.no_grad():  # far from their init, so that each layer's prompt shows in the output
+        gen = torch.Generator().manual_seed(0)
+        for rows in method.layer_prompts:
+            rows.copy_(3 * torch.randn(rows.shape, generator=gen))
+    return method
+
+
+def test_every_layer_prompts_replace_the_prefix_at_the_input_of_each_decoder_layer(stream):
+    _, tasks = stream
+    method = _deep_method(stream)
+    backbone, length = method.backbone, method.args.prompt_length
+    layers = backbone.decoder_layers
+    assert [tuple(p.shape) for p in method.layer_prompts] == [
+        (backbone.num_layers - 1, length, backbone.hidden_size)
+    ] * 2
+    samples = _mixed(tasks)
+    batch = Collator(backbone)(samples, with_answer=False)
+    selected = method.select(samples).tasks
+    seen: dict[int, torch.Tensor] = {}
+
+    def capture(i):
+        def hook(module, args, kwargs):
+            seen[i] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+
+        return hook
+
+    with method.prompted(batch, selected) as (embeds, mask, _):
+        handles = [  # registered after the prompts' hooks, so they see what the layer reads
+            layer.register_forward_pre_hook(capture(i), with_kwargs=True)
+            for i, layer in enumerate(layers)
+        ]
+        backbone.logits(embeds, mask)
+        for handle in handles:
+            handle.remove()
+    assert all(not layer._forward_pre_hooks for layer in layers)  # nothing left behind
+    n = selected.shape[1] * length
+    for b in range(len(samples)):
+        start = int(batch.attention_mask[b].argmax()) + 1  # after BOS
+        assert torch.equal(seen[0][b, start : start + n], embeds[b, start : start + n])
+        for i in range(1, len(layers)):
+            expected = torch.cat([method.layer_prompts[t][i - 1] for t in selected[b].tolist()])
+            assert torch.equal(seen[i][b, start : start + n], expected), (b, i)
+            # The text after the prefix is the layer below's output, not a prompt.
+            assert not torch.equal(seen[i][b, start + n], seen[0][b, start + n])
+
+
+def test_every_layer_prompts_generate_what_the_teacher_forced_logits_predict(stream):
+    """Generation replaces the prefix in its prefill only and reads it from the KV cache after:
+    each greedy token is the argmax of a full forward over the prompt and the tokens before it."""
+    from mcit.models.prompting import PrefixSlots, insertion_points, prompts_at_every_layer
+
+    _, tasks = stream
+    method = _deep_method(stream)
+    backbone = method.backbone
+    samples = _mixed(tasks)
+    batch = Collator(backbone)(samples, with_answer=False)
+    selected = method.select(samples).tasks
+    steps = 5
+    with torch.no_grad(), method.prompted(batch, selected) as (embeds, mask, _):
+        tokens = backbone.model.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=steps,
+            min_new_tokens=steps,
+            do_sample=False,
+            pad_token_id=backbone.tokenizer.pad_token_id,
+        )
+        deep_last = backbone.logits(embeds, mask)[:, -1]
+    assert tokens.shape == (len(samples), steps)
+    width = embeds.shape[1]
+    full = torch.cat([embeds, backbone.input_embeddings(tokens)], dim=1)
+    full_mask = torch.cat([mask, torch.ones_like(tokens)], dim=1)
+    n = selected.shape[1] * method.args.prompt_length
+    at = insertion_points(batch.attention_mask, batch.input_ids, backbone.tokenizer.bos_token_id)
+    rows = torch.stack(list(method.layer_prompts))[selected]  # [B, m, N − 1, L, d]
+    rows = rows.permute(2, 0, 1, 3, 4).reshape(rows.shape[2], len(samples), n, -1)
+    with (
+        torch.no_grad(),
+        prompts_at_every_layer(backbone.decoder_layers, PrefixSlots(at, n, full.shape[1]), rows),
+    ):
+        forced = backbone.logits(full, full_mask)[:, width - 1 : width - 1 + steps].argmax(-1)
+    assert torch.equal(forced, tokens)
+    assert torch.equal(deep_last.argmax(-1), tokens[:, 0])
+    # The layer prompts count: with the input prompts alone the next-token logits differ.
+    with torch.no_grad():
+        embeds, mask, _ = method.prompted_inputs(batch, selected)
+        input_only = backbone.logits(embeds, mask)[:, -1]
+    assert (input_only - deep_last).abs().max() > 1e-3
+
+
+def test_every_layer_prompts_train_for_the_current_task_only_and_round_trip(stream, tmp_path):
+    config, tasks = stream
+    method = _method(config, prompt_depth="every-layer")
+    for s, task in enumerate(tasks[:2]):
+        set_seed(s)
+        method.begin_task(s, task)
+        if s == 1:
+            old = method.layer_prompts[0].detach().clone()
+            ids = {id(p) for p in method.trainable_parameters()}
+            assert id(method.layer_prompts[1]) in ids and id(method.layer_prompts[0]) not in ids
+        before = method.layer_prompts[s].detach().clone()
+        _train_stage(method, task, s, config, 3, 1e-2, tmp_path / f"logs{s}")
+        method.end_task(s, task, task.train)
+        assert not torch.equal(before, method.layer_prompts[s])  # it trained
+    assert torch.equal(old, method.layer_prompts[0])  # and never again
+    state = method.method_state()
+    assert {"layer_prompts.0", "layer_prompts.1"} <= set(state)
+    again = _method(config, prompt_depth="every-layer")
+    learn_untrained(again, 2)
+    again.load_method_state(state)
+    samples = _mixed(tasks)
+    batch = Collator(method.backbone)(samples, with_answer=False)
+    assert method.generate(batch) == again.generate(batch)
+    with pytest.raises(ConfigError, match="method.args.prompt_depth"):
+        _method(config, prompt_depth="deep")

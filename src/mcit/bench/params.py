@@ -238,7 +238,9 @@ def paper_accounting(
     }
     with torch.device("meta"):
         clip = _numel(CLIPModel(clip_l_336_config()))
-    shapes = ModelShapes(base_model.hidden_size, clip_l_336_config().projection_dim)
+    shapes = ModelShapes(
+        base_model.hidden_size, clip_l_336_config().projection_dim, base_model.num_layers
+    )
     known = set(method_names())
     out: dict[str, Any] = {}
     for name in methods:

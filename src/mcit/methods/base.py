@@ -55,6 +55,7 @@ class ModelShapes:
 
     lm_hidden: int  # d: the LM's hidden width
     guidance_width: int  # c: the guidance encoder's feature width (e.g. CLIP's projection)
+    lm_layers: int  # N: the LM's decoder layers
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,11 @@ the shipped YAMLs), `fusion`, `selection` (off = every learned prompt concatenat
 first, as Progressive Prompts; training then also prefixes every old prompt when `fusion` is
 on), `prompt_length` (L) and `top_k` (k).
 
+[spec] `prompt_depth: every-layer`: each task also holds `[N − 1, L, d]` layer prompts that
+replace the hidden states at its prompt positions at the input of decoder layers 1..N−1 (deep
+prompts: VPT-deep, Jia et al. 2022, §3.2; P-Tuning v2, Liu et al. 2022, §3.2), selected, fused
+and frozen with `P_t`; the prototype still comes from `P_t`. For LMs too small for input prompts.
+
 [spec] A sample without an image has no `f_img`: its similarity uses the text term alone and
 it is left out of the image term of the prototype loss.
 
@@ -39,6 +44,8 @@ Specification: docs/methods/modalprompt.md.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +68,12 @@ from mcit.methods.base import (
 from mcit.models.guidance import GuidanceFeatures, backbone_guidance
 from mcit.models.prompting import (  # noqa: F401 (insert_after_bos: its historic home)
     PerTaskPrompts,
+    PrefixSlots,
     insert_after_bos,
+    insertion_points,
     prompted_inputs,
+    prompts_at_every_layer,
+    random_token_rows,
 )
 
 
@@ -93,6 +104,13 @@ class ModalPromptArgs(MethodArgs):
     )
     prototype_loss_weight_text: float = setting(
         1.0, help="weight of the text prototype loss (Eq. 11, 13)", bounds=NON_NEGATIVE
+    )
+    prompt_depth: str = setting(
+        "input",
+        help="where P_t acts: 'input' = spliced into the input embeddings only [paper §3.1]; "
+        "'every-layer' = also a learned prefix at the input of every decoder layer, deep "
+        "prompts as in VPT-deep / P-Tuning v2 [spec], for LMs too small for input prompts",
+        choices=("input", "every-layer"),
     )
     guidance_cache_size: int = setting(
         200_000, help="frozen CLIP features kept in memory (images + texts)", bounds=AT_LEAST_1
@@ -125,6 +143,8 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
             self.args.guidance_cache_size,
         )
         self._init_task_prompts()  # P_t, one [L, d] per task
+        # [spec] prompt_depth 'every-layer': one [N − 1, L, d] per task, decoder layers 1..N−1.
+        self.layer_prompts = nn.ParameterList()
         self.projections = nn.ModuleList()  # g_t, one per task
 
     # ------------------------------------------------------------------ lifecycle
@@ -140,6 +160,11 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
         )
         projection.requires_grad_(trains_projection)
         self.projections.append(projection)
+        if self.args.prompt_depth == "every-layer":
+            # Drawn after g_t, so the input-only setting draws the same rows as before it existed.
+            layers, length = self.backbone.num_layers - 1, self.args.prompt_length
+            rows = random_token_rows(self.backbone, self._init_token_ids, layers * length)
+            self.layer_prompts.append(nn.Parameter(rows.reshape(layers, length, d)))
 
     @classmethod
     def parameters_by_formula(
@@ -150,7 +175,8 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
         its g_t only when a prototype loss weight is above 0 (see `begin_task`)."""
         assert isinstance(args, ModalPromptArgs)
         d, c, length = shapes.lm_hidden, shapes.guidance_width, args.prompt_length
-        prompts, projection = length * d, (d * d + d) + (d * c + c)
+        depth = shapes.lm_layers if args.prompt_depth == "every-layer" else 1
+        prompts, projection = depth * length * d, (d * d + d) + (d * c + c)
         trains_projection = (
             args.prototype_loss_weight_image > 0 or args.prototype_loss_weight_text > 0
         )
@@ -159,7 +185,8 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
             added=tasks * (prompts + projection),
             first_task=prompts + projection,
             guidance_encoder=True,
-            formula=f"L·d + (d·d + d) + (d·c + c) per task, L = {length}, d = {d}, c = {c}",
+            formula=f"D·L·d + (d·d + d) + (d·c + c) per task, D = {depth} prompted layer(s), "
+            f"L = {length}, d = {d}, c = {c}",
         )
 
     def _freeze_learned(self, n: int) -> None:
@@ -167,6 +194,8 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
         super()._freeze_learned(n)
         for i in range(n):
             self.projections[i].requires_grad_(False)
+            if i < len(self.layer_prompts):
+                self.layer_prompts[i].requires_grad_(False)
 
     # ------------------------------------------------------------------ prototypes, similarity
     def prototype(self, i: int) -> torch.Tensor:
@@ -231,8 +260,33 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
     def prompted_inputs(
         self, batch: Batch, tasks: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Input embeddings, attention mask and labels with the prompts of `tasks` spliced in."""
+        """Input embeddings, attention mask and labels with the prompts of `tasks` spliced in
+        (the input layer's part of `prompted`)."""
         return prompted_inputs(self.backbone, batch, self._prefix(tasks.to(self.backbone.device)))
+
+    @contextlib.contextmanager
+    def prompted(
+        self, batch: Batch, tasks: torch.Tensor
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """Input embeddings, attention mask and labels with the prompts of `tasks` spliced in;
+        with `prompt_depth: every-layer` the LM reads their layer prompts inside this block."""
+        tasks = tasks.to(self.backbone.device)
+        embeds, mask, labels = self.prompted_inputs(batch, tasks)
+        if self.args.prompt_depth == "input":
+            yield embeds, mask, labels
+            return
+        length = tasks.shape[1] * self.args.prompt_length
+        at = insertion_points(
+            batch.attention_mask.to(mask.device),
+            batch.input_ids.to(mask.device),
+            self.backbone.tokenizer.bos_token_id,
+        )
+        table = torch.stack(list(self.layer_prompts))  # [T, N − 1, L, d]
+        chosen = table[tasks]  # [B, m, N − 1, L, d], the same order as `_prefix`
+        rows = chosen.permute(2, 0, 1, 3, 4).reshape(table.shape[1], tasks.shape[0], length, -1)
+        slots = PrefixSlots(at, length, embeds.shape[1])
+        with prompts_at_every_layer(self.backbone.decoder_layers, slots, rows):
+            yield embeds, mask, labels
 
     # ------------------------------------------------------------------ training
     def training_prompts(self, samples: list[Sample]) -> tuple[torch.Tensor, GuidanceFeatures]:
@@ -263,8 +317,8 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
         if not self.num_tasks:
             raise ValueError("modalprompt: training_loss before begin_task")
         tasks, feats = self.training_prompts(batch.samples)
-        embeds, mask, labels = self.prompted_inputs(batch, tasks)
-        lm = self.backbone.lm_loss(self.backbone.logits(embeds, mask), labels)
+        with self.prompted(batch, tasks) as (embeds, mask, labels):
+            lm = self.backbone.lm_loss(self.backbone.logits(embeds, mask), labels)
         p_t = self.prototype(self.num_tasks - 1)  # Eq. 9
         loss = lm
         parts = {"lm": lm.item()}
@@ -289,8 +343,8 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
         if not self.num_tasks:
             return super().generate(batch, max_new_tokens=max_new_tokens)
         selection = self.select(batch.samples)
-        embeds, mask, _ = self.prompted_inputs(batch, selection.tasks)
-        return self.backbone.generate(embeds, mask, max_new_tokens=max_new_tokens)
+        with self.prompted(batch, selection.tasks) as (embeds, mask, _):
+            return self.backbone.generate(embeds, mask, max_new_tokens=max_new_tokens)
 
     @torch.no_grad()
     def explain(self, batch: Batch) -> list[dict[str, Any]]:

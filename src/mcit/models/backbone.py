@@ -181,6 +181,22 @@ class Backbone(nn.Module):
         return self.model.config.text_config.hidden_size
 
     @property
+    def num_layers(self) -> int:
+        """The LM's decoder layers."""
+        return self.model.config.text_config.num_hidden_layers
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        """The LM's decoder layers, in order (Llama, Mistral, Qwen, ... keep them in `layers`)."""
+        layers = getattr(self.language_model, "layers", None)
+        if not isinstance(layers, nn.ModuleList) or len(layers) != self.num_layers:
+            raise BackboneError(
+                f"{type(self.language_model).__name__} keeps no `layers` list of its "
+                f"{self.num_layers} decoder layers: prompts at every layer cannot reach them"
+            )
+        return layers
+
+    @property
     def device(self) -> torch.device:
         return self.input_embeddings.weight.device
 

@@ -14,15 +14,59 @@ per adapter and cannot make a sample's prompt depend on the sample, which all th
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from mcit.errors import BackboneError
 from mcit.models.backbone import IGNORE_INDEX, Backbone
 
 if TYPE_CHECKING:  # models/ never imports data/ at run time
     from mcit.data.collate import Batch
+
+
+def insertion_points(
+    attention_mask: torch.Tensor, input_ids: torch.Tensor, bos_token_id: int | None
+) -> torch.Tensor:
+    """[B, 1]: where a prefix goes in each row, right after its BOS (or at its first real token
+    when it has none), whatever the padding side."""
+    first = attention_mask.long().argmax(dim=1)  # first real token (left padding)
+    starts_with_bos = (
+        input_ids.gather(1, first[:, None]).squeeze(1) == bos_token_id
+        if bos_token_id is not None
+        else torch.zeros_like(first, dtype=torch.bool)
+    )
+    return (first + starts_with_bos.long())[:, None]
+
+
+@dataclass
+class PrefixSlots:
+    """The positions a spliced prefix of `length` rows holds in a sequence of `width` positions:
+    row b's prefix starts at `at[b]`."""
+
+    at: torch.Tensor  # [B, 1]
+    length: int
+    width: int
+
+    @property
+    def _pos(self) -> torch.Tensor:
+        return torch.arange(self.width, device=self.at.device)[None, :]
+
+    @property
+    def in_prefix(self) -> torch.Tensor:
+        """[B, width] bool: True where a prefix row sits."""
+        pos = self._pos
+        return (pos >= self.at) & (pos < self.at + self.length)
+
+    def spread(self, rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """[B, width, d]: `rows` [B, length, d] at the prefix positions (elsewhere the nearest
+        row; mask it with `in_prefix`). Differentiable in `rows`."""
+        index = (self._pos - self.at).clamp(0, self.length - 1)
+        return rows.to(dtype).gather(1, index[..., None].expand(-1, -1, rows.shape[-1]))
 
 
 def insert_after_bos(
@@ -40,21 +84,13 @@ def insert_after_bos(
     n = prefix.shape[1]
     if n == 0:
         return embeds, attention_mask, labels
-    first = attention_mask.long().argmax(dim=1)  # first real token (left padding)
-    starts_with_bos = (
-        input_ids.gather(1, first[:, None]).squeeze(1) == bos_token_id
-        if bos_token_id is not None
-        else torch.zeros_like(first, dtype=torch.bool)
-    )
-    at = (first + starts_with_bos.long())[:, None]  # [B, 1] insertion point
+    at = insertion_points(attention_mask, input_ids, bos_token_id)
     pos = torch.arange(width + n, device=embeds.device)[None, :]  # [1, W + P]
-    in_prefix = (pos >= at) & (pos < at + n)
+    slots = PrefixSlots(at, n, width + n)
+    in_prefix = slots.in_prefix
     source = torch.where(pos < at, pos, pos - n).clamp(0, width - 1)  # [B, W + P]
     from_tokens = embeds.gather(1, source[..., None].expand(-1, -1, dim))
-    from_prefix = prefix.to(embeds.dtype).gather(
-        1, (pos - at).clamp(0, n - 1)[..., None].expand(-1, -1, dim)
-    )
-    new_embeds = torch.where(in_prefix[..., None], from_prefix, from_tokens)
+    new_embeds = torch.where(in_prefix[..., None], slots.spread(prefix, embeds.dtype), from_tokens)
     new_mask = torch.where(in_prefix, 1, attention_mask.gather(1, source)).to(attention_mask.dtype)
     new_labels = None
     if labels is not None:
@@ -76,6 +112,46 @@ def prompted_inputs(
         prefix.to(embeds.device),
         backbone.tokenizer.bos_token_id,
     )
+
+
+@contextlib.contextmanager
+def prompts_at_every_layer(
+    layers: nn.ModuleList, slots: PrefixSlots, layer_rows: torch.Tensor
+) -> Iterator[None]:
+    """Deep prompts (VPT-deep, Jia et al. 2022, §3.2; P-Tuning v2, Liu et al. 2022, §3.2):
+    inside this block, at the input of decoder layer i ≥ 1, the hidden states at the prefix
+    positions `slots` are replaced by `layer_rows[i − 1]` [B, P, d], layer i's own learned
+    prompt, so every layer reads a learned prefix instead of what the layers below made of the
+    input one. Only a forward over the whole prompted sequence (training, or generation's
+    prefill) is touched: the decoding steps after it read the prefix from the KV cache."""
+    if layer_rows.shape[0] != len(layers) - 1:
+        raise ValueError(
+            f"prompts for {layer_rows.shape[0]} layers above the input; the LM has "
+            f"{len(layers) - 1}"
+        )
+    in_prefix = slots.in_prefix[..., None]
+
+    def hook_for(i: int):
+        def hook(module: nn.Module, args: tuple, kwargs: dict):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            if hidden.shape[1] != slots.width:
+                return None
+            new = torch.where(in_prefix, slots.spread(layer_rows[i - 1], hidden.dtype), hidden)
+            if args:
+                return (new, *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": new}
+
+        return hook
+
+    handles = [
+        layers[i].register_forward_pre_hook(hook_for(i), with_kwargs=True)
+        for i in range(1, len(layers))
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def real_token_ids(backbone: Backbone, method: str) -> torch.Tensor:
