@@ -358,3 +358,30 @@ def test_a_run_folder_with_single_task_scores_shows_the_alone_gap(tmp_path: Path
     )
     assert main(["metrics", str(path.parent)]) == 2
     assert "single-task.json, field 'scores.A': 'high' is not a number" in capsys.readouterr().err
+
+
+def test_mcit_metrics_into_a_reader_that_leaves_early_is_no_traceback(tmp_path: Path) -> None:
+    """`mcit metrics … | head -1`: the pipe closes after one line; mcit ends quietly with
+    128 + SIGPIPE, as a killed writer would, and prints nothing to stderr."""
+    import subprocess
+    import sys
+
+    csv = tmp_path / "m.csv"
+    width = 200  # a table of about 300 kB, far more than a pipe's buffer holds
+    names = [f"task{i:02d}" for i in range(width)]
+    rows = [",".join([n, *("50" for _ in names)]) for n in names]
+    csv.write_text("\n".join(["stage," + ",".join(names), *rows]) + "\n")
+    code = f"import sys; from mcit.cli import main; sys.exit(main(['metrics', {str(csv)!r}]))"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None
+    first = reader.stdout.readline()
+    reader.stdout.close()  # the reader leaves, as `head -1` does
+    stderr = reader.stderr.read() if reader.stderr else ""
+    assert reader.wait(timeout=120) == 141, stderr
+    assert first.startswith("Accuracy matrix")
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
