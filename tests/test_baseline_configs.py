@@ -82,3 +82,37 @@ def test_moincl_ablations_differ_from_moincl_in_their_switch_only(ablation, swit
     full = asdict(method_class("moincl", load_config(MICL / "moincl.yaml").method.args)[1])
     other = asdict(method_class("moincl", load_config(MICL / f"{ablation}.yaml").method.args)[1])
     assert {k: v for k, v in other.items() if full[k] != v} == switch
+
+
+MODALPROMPT_CHANGES = {
+    "modalprompt": {"prompt_depth": "every-layer", "top_k": 1},  # the default at this scale
+    "modalprompt-L5": {"prompt_length": 5},
+    "modalprompt-L20": {"prompt_length": 20},
+    "modalprompt-k1": {"top_k": 1},
+    "modalprompt-k2": {"top_k": 2},
+    "modalprompt-k4": {"top_k": 4},
+    "modalprompt-guidance-image": {"guidance_lambda": 1.0, "prototype_loss_weight_text": 0.0},
+    "modalprompt-guidance-text": {"guidance_lambda": 0.0, "prototype_loss_weight_image": 0.0},
+    "modalprompt-no-fusion": {"fusion": False},
+    "modalprompt-no-selection": {"selection": False},
+    "modalprompt-no-fusion-no-selection": {"fusion": False, "selection": False},
+}
+
+
+def test_modalprompt_configs_each_change_only_their_keys_of_the_papers_setting():
+    """modalprompt-paper.yaml holds the paper's setting (the method's own defaults); the
+    default config and every ablation change only their own keys of it, on the same budget."""
+    reference = load_config(CONFIGS / "modalprompt-paper.yaml")
+    cls, paper = method_class("modalprompt", reference.method.args)
+    assert asdict(paper) == asdict(cls.args_class())
+    assert {p.stem for p in CONFIGS.glob("modalprompt*.yaml")} == {
+        "modalprompt-paper",
+        *MODALPROMPT_CHANGES,
+    }
+    for stem, changes in MODALPROMPT_CHANGES.items():
+        config = load_config(CONFIGS / f"{stem}.yaml")
+        _, args = method_class("modalprompt", config.method.args)
+        assert asdict(args) == {**asdict(paper), **changes}, stem
+        for section in ("data", "model", "train", "eval"):
+            assert asdict(getattr(config, section)) == asdict(getattr(reference, section))
+        assert config.seed == reference.seed

@@ -528,3 +528,12 @@ def test_every_layer_prompts_train_for_the_current_task_only_and_round_trip(stre
     assert method.generate(batch) == again.generate(batch)
     with pytest.raises(ConfigError, match="method.args.prompt_depth"):
         _method(config, prompt_depth="deep")
+
+
+def test_every_layer_prompts_refuse_gradient_checkpointing(stream):
+    config, _ = stream
+    backbone_config = dataclasses.replace(config.model.backbone, gradient_checkpointing=True)
+    backbone = load_backbone(backbone_config)
+    with pytest.raises(ConfigError, match="prompt_depth: every-layer cannot train with"):
+        build_method("modalprompt", backbone, {"prompt_depth": "every-layer"})
+    assert build_method("modalprompt", backbone, {}).args.prompt_depth == "input"

@@ -137,7 +137,7 @@ def test_help_config_lists_every_key_with_its_range(capsys):
     assert main(["run", "--help-config", "method.name=modalprompt"]) == 0
     out = capsys.readouterr().out
     assert "method.args.top_k = 3\n" in out and "method.args.r =" not in out
-    assert len(config_help()) + 9 == out.count("\n    ")  # ModalPrompt has 9 keys
+    assert len(config_help()) + 10 == out.count("\n    ")  # ModalPrompt has 10 keys
 
 
 def test_overrides_may_follow_options(micro_backbone_dirs, micro_benchmark, tmp_path):

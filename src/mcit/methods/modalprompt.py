@@ -56,6 +56,7 @@ from torch.nn import functional as F
 from mcit.config import AT_LEAST_1, NON_NEGATIVE, Bounds, setting
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, Task
+from mcit.errors import ConfigError
 from mcit.evaluation.analysis import StageAnalysis, analysis_matrix
 from mcit.methods.base import (
     ContinualMethod,
@@ -135,6 +136,14 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
     args: ModalPromptArgs
 
     def attach(self) -> None:
+        if self.args.prompt_depth == "every-layer" and self.backbone.config.gradient_checkpointing:
+            # The layer prompts enter through forward hooks that live only while the prompted
+            # forward runs; a checkpointed layer recomputed in backward would run without them.
+            raise ConfigError(
+                "method.args.prompt_depth: every-layer cannot train with "
+                "model.backbone.gradient_checkpointing: true (the recomputed layers would not "
+                "see the layer prompts); turn one of them off"
+            )
         self.guidance = backbone_guidance(
             self.backbone,
             "ModalPrompt",
