@@ -48,7 +48,7 @@ from mcit.runner import load_stream
 
 def answer_losses(tasks: list[str], samples: int, recipe_name: str) -> None:
     config = load_config(
-        "configs/coin-mini/modalprompt.yaml",
+        "configs/coin-mini/modalprompt-paper.yaml",  # input prompts, as the README's figures
         [
             f"data.order=[{','.join(tasks)}]",
             f"data.train_per_task={samples}",

@@ -13,7 +13,7 @@ from micro_method import learn_untrained, micro_stream, stub_task
 from torch.nn import functional as F
 
 from mcit.data.collate import IGNORE, Collator
-from mcit.errors import ConfigError
+from mcit.errors import BackboneError, ConfigError
 from mcit.methods.base import build_method
 from mcit.methods.modalprompt import ModalPrompt, insert_after_bos
 from mcit.models.backbone import load_backbone
@@ -501,6 +501,13 @@ def test_every_layer_prompts_generate_what_the_teacher_forced_logits_predict(str
         embeds, mask, _ = method.prompted_inputs(batch, selected)
         input_only = backbone.logits(embeds, mask)[:, -1]
     assert (input_only - deep_last).abs().max() > 1e-3
+    # Shapes that would lose the layer prompts are refused, not run without them.
+    with (
+        torch.no_grad(),
+        method.prompted(batch, selected) as (embeds, mask, _),
+        pytest.raises(BackboneError, match="beams or several sequences"),
+    ):
+        backbone.generate(embeds, mask, max_new_tokens=2, num_beams=2)
 
 
 def test_every_layer_prompts_train_for_the_current_task_only_and_round_trip(stream, tmp_path):
@@ -523,6 +530,8 @@ def test_every_layer_prompts_train_for_the_current_task_only_and_round_trip(stre
     again = _method(config, prompt_depth="every-layer")
     learn_untrained(again, 2)
     again.load_method_state(state)
+    for mine, theirs in zip(method.layer_prompts, again.layer_prompts, strict=True):
+        assert torch.equal(mine, theirs) and not theirs.requires_grad
     samples = _mixed(tasks)
     batch = Collator(method.backbone)(samples, with_answer=False)
     assert method.generate(batch) == again.generate(batch)

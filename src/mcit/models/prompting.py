@@ -123,19 +123,29 @@ def prompts_at_every_layer(
     positions `slots` are replaced by `layer_rows[i − 1]` [B, P, d], layer i's own learned
     prompt, so every layer reads a learned prefix instead of what the layers below made of the
     input one. Only a forward over the whole prompted sequence (training, or generation's
-    prefill) is touched: the decoding steps after it read the prefix from the KV cache."""
+    prefill) is touched: the decoding steps after it, one position each, read the prefix from
+    the KV cache. Any other shape (beams or several sequences per input, a chunked prefill)
+    would silently lose the layer prompts, so it is refused."""
     if layer_rows.shape[0] != len(layers) - 1:
         raise ValueError(
             f"prompts for {layer_rows.shape[0]} layers above the input; the LM has "
             f"{len(layers) - 1}"
         )
     in_prefix = slots.in_prefix[..., None]
+    expected = (slots.at.shape[0], slots.width)
 
     def hook_for(i: int):
         def hook(module: nn.Module, args: tuple, kwargs: dict):
             hidden = args[0] if args else kwargs["hidden_states"]
-            if hidden.shape[1] != slots.width:
-                return None
+            if hidden.shape[1] == 1 and slots.width > 1:
+                return None  # a decoding step: the prefix is in the KV cache
+            if tuple(hidden.shape[:2]) != expected:
+                raise BackboneError(
+                    f"prompts at every layer: decoder layer {i} got hidden states of "
+                    f"{tuple(hidden.shape[:2])} (batch, positions), not the prompted "
+                    f"{expected} or one new position; generation with beams or several "
+                    "sequences per input, or a chunked prefill, is not supported"
+                )
             new = torch.where(in_prefix, slots.spread(layer_rows[i - 1], hidden.dtype), hidden)
             if args:
                 return (new, *args[1:]), kwargs
