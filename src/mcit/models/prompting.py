@@ -15,6 +15,7 @@ per adapter and cannot make a sample's prompt depend on the sample, which all th
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -43,30 +44,34 @@ def insertion_points(
     return (first + starts_with_bos.long())[:, None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class PrefixSlots:
     """The positions a spliced prefix of `length` rows holds in a sequence of `width` positions:
-    row b's prefix starts at `at[b]`."""
+    row b's prefix starts at `at[b]`. The masks are computed once per slots, however many
+    layers `spread` rows into them."""
 
     at: torch.Tensor  # [B, 1]
     length: int
     width: int
 
-    @property
+    @functools.cached_property
     def _pos(self) -> torch.Tensor:
         return torch.arange(self.width, device=self.at.device)[None, :]
 
-    @property
+    @functools.cached_property
     def in_prefix(self) -> torch.Tensor:
         """[B, width] bool: True where a prefix row sits."""
-        pos = self._pos
-        return (pos >= self.at) & (pos < self.at + self.length)
+        return (self._pos >= self.at) & (self._pos < self.at + self.length)
+
+    @functools.cached_property
+    def _row_index(self) -> torch.Tensor:
+        """[B, width, 1]: the prefix row each position reads (the nearest one outside it)."""
+        return (self._pos - self.at).clamp(0, self.length - 1)[..., None]
 
     def spread(self, rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """[B, width, d]: `rows` [B, length, d] at the prefix positions (elsewhere the nearest
         row; mask it with `in_prefix`). Differentiable in `rows`."""
-        index = (self._pos - self.at).clamp(0, self.length - 1)
-        return rows.to(dtype).gather(1, index[..., None].expand(-1, -1, rows.shape[-1]))
+        return rows.to(dtype).gather(1, self._row_index.expand(-1, -1, rows.shape[-1]))
 
 
 def insert_after_bos(
@@ -85,9 +90,8 @@ def insert_after_bos(
     if n == 0:
         return embeds, attention_mask, labels
     at = insertion_points(attention_mask, input_ids, bos_token_id)
-    pos = torch.arange(width + n, device=embeds.device)[None, :]  # [1, W + P]
     slots = PrefixSlots(at, n, width + n)
-    in_prefix = slots.in_prefix
+    pos, in_prefix = slots._pos, slots.in_prefix  # [1, W + P], [B, W + P]
     source = torch.where(pos < at, pos, pos - n).clamp(0, width - 1)  # [B, W + P]
     from_tokens = embeds.gather(1, source[..., None].expand(-1, -1, dim))
     new_embeds = torch.where(in_prefix[..., None], slots.spread(prefix, embeds.dtype), from_tokens)
