@@ -204,7 +204,7 @@ def _set(root: Path) -> Path:
         (lambda r: _write(_set(r) / "ScienceQA" / "test.json", [{"question_id": 99, "text": "q", "answer": "A"}]),
          r"ScienceQA/test.json, record index 0, field 'question_id': '99' is not in problems.json"),
         (lambda r: _write(_set(r) / "ImageNet" / "test.json", "[{"),
-         r"ImageNet/test.json: invalid JSON at line 1"),
+         r"ImageNet/test.json: not valid JSON \(line 1, column 3: Expecting property name enclosed in double quotes\)$"),
         (lambda r: _write(_set(r) / "GQA" / "test.json", {"question_id": 1}),
          r"GQA/test.json: expected a JSON array of records, got dict"),
         (lambda r: _write(r / "cl_dataset" / "ScienceQA" / "problems.json", {"7": {"answer": "B"}}),

@@ -56,6 +56,26 @@ def test_unparsable_yaml_is_one_line_with_its_place(tmp_path):
     )
 
 
+def test_a_json_config_is_read_as_json(tmp_path):
+    # Valid JSON indented with tabs is not valid YAML: read as YAML, it would be refused.
+    path = tmp_path / "run.json"
+    path.write_text('{\n\t"name": "j",\n\t"train": {"lr": 3e-4}\n}\n')
+    config = load_config(path)
+    assert config.name == "j" and config.train.lr == 3e-4
+    # A JSON mistake is worded in JSON's terms, whole: the line, the column and the reason.
+    path.write_text('{"train": {"lr": 3e-4,}}\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"{path}: not valid JSON (line 1, column 23: "
+        "Expecting property name enclosed in double quotes)"
+    )
+    path.write_text('{"train": {"lr": 3e-4}, "run": {"out": "x"}}\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: the top level: unknown key(s) ['run']; known: [")
+
+
 def test_every_shipped_config_loads():
     from pathlib import Path
 

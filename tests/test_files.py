@@ -35,7 +35,9 @@ def test_failed_write_keeps_old_content_and_removes_temporary(tmp_path, monkeypa
 def test_read_json_names_file_line_and_column(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "a": 1,\n  "b": \n}\n')
-    with pytest.raises(ValueError, match=r"bad\.json, line 4, column 1: not valid JSON"):
+    with pytest.raises(
+        ValueError, match=r"bad\.json: not valid JSON \(line 4, column 1: Expecting value\)$"
+    ):
         read_json(bad)
     with pytest.raises(KeyError, match="missing.json: cannot read"):
         read_json(tmp_path / "missing.json", KeyError)

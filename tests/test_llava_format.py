@@ -265,13 +265,22 @@ def test_good_box_for_iou(root: Path) -> None:
 def test_bad_json_names_line(root: Path) -> None:
     path = root / "train.json"
     path.write_text('[\n{"id": "a", "image": "img/a.png",\n "conversations": [}\n]\n')
-    assert_names(load_error(load_llava_train, path, root), "train.json", "invalid JSON", "line 3")
+    assert_names(
+        load_error(load_llava_train, path, root),
+        "train.json",
+        "not valid JSON (line 3, column 20: Expecting value)",
+    )
 
 
 def test_bad_jsonl_line_names_line(root: Path) -> None:
     path = root / "test.jsonl"
     path.write_text('{"question_id": "q1", "text": "Q?", "answer": "x"}\n{"question_id": "q2", \n')
-    assert_names(load_error(load_llava_test, path, root), "test.jsonl", "line 2", "invalid JSON")
+    assert_names(
+        load_error(load_llava_test, path, root),
+        "test.jsonl",
+        "line 2",
+        "not valid JSON (column 23: Expecting property name enclosed in double quotes)",
+    )
 
 
 def test_duplicate_id(root: Path) -> None:

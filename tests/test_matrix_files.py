@@ -157,7 +157,10 @@ def test_results_json_errors_name_stage_and_column(tmp_path: Path, results, mess
 def test_results_json_invalid_json_names_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "results.json"
     path.write_text('{"tasks": ["A"],\n "matrix": [[1]] "stages": []}')
-    with pytest.raises(MatrixError, match=r"results.json, line 2, column 18: not valid JSON"):
+    with pytest.raises(
+        MatrixError,
+        match=r"results.json: not valid JSON \(line 2, column 18: Expecting ',' delimiter\)$",
+    ):
         read_results_json(path)
     with pytest.raises(MatrixError, match=r"expected a \.csv accuracy matrix"):
         load_accuracy_matrix(tmp_path / "matrix.txt")

@@ -178,7 +178,7 @@ def test_the_cli_imports_validates_and_names_a_clip_at_another_rate(micl_root, t
                           [{"answer": "a", "id": 0, "question": "q?", "video_id": 9}]),
          r"test_qa.json, record 0, field 'video_id': no video file video/vid9.avi"),
         (lambda r: _write(r / "coco" / "OK-VQA" / "mscoco_val2014_annotations.json", "{"),
-         r"mscoco_val2014_annotations.json: invalid JSON at line 1"),
+         r"mscoco_val2014_annotations.json: not valid JSON \(line 1, column 2: Expecting property name enclosed in double quotes\)$"),
     ],
 )  # fmt: skip
 def test_bad_annotations_name_file_record_and_field(micl_root, tmp_path, edit, message):

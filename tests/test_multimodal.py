@@ -74,6 +74,12 @@ def test_an_audio_directory_that_is_not_whisper_is_named(tmp_path, micro_backbon
         load_audio_encoder(llava, tokens=4)
     with pytest.raises(BackboneError, match="no config.json"):
         load_audio_encoder(tmp_path, tokens=4)
+    (tmp_path / "config.json").write_text('{"model_type": "whisper",\n "d_model": }\n')
+    with pytest.raises(BackboneError) as err:
+        load_audio_encoder(tmp_path, tokens=4)
+    assert str(err.value) == (
+        f"{tmp_path / 'config.json'}: not valid JSON (line 2, column 13: Expecting value)"
+    )
 
 
 def test_frames_are_pooled_per_frame_and_kept_in_order():

@@ -118,20 +118,20 @@ def test_bad_lines_are_named_and_the_others_still_scored(tmp_path: Path, capsys)
     assert out["n"] == 3 and out["overall"] == pytest.approx(200 / 3)
     err = captured.err.splitlines()
     expected = [
-        "line 2: not valid JSON",
+        "line 2: not valid JSON (column 1: Expecting value)",
         "line 3, field 'id': missing",
-        "line 4, field 'metric': unknown metric 'bleu'; known: vqa, exact, option",
+        "line 4, field 'metric': unknown metric 'bleu'; known: vqa, exact, option, contains, iou, cider",
         "line 5, field 'prediction': 3 is not a string",
-        "line 6, field 'references': [] is not a non-empty list",
+        "line 6, field 'references': [] is not a non-empty list of reference answers",
         "line 7, field 'references[0]': box [0.1, 0.2, 1.5, 0.9] is not normalised to [0, 1]",
         "line 8, field 'references[0]': box [0.5, 0.2, 0.1, 0.9] has no area",
-        "line 9, field 'references[0]': 'left' holds no box",
+        "line 9, field 'references[0]': 'left' holds no box [x1, y1, x2, y2] (four numbers)",
         "line 10, field 'id': 'e1' already used on line 1",
         "line 11, field 'references[1]': 5 is not a string",
     ]
     assert len(err) == len(expected) + 1
     for line, text in zip(err, expected, strict=False):
-        assert line.startswith(f"mcit score: error: {path}, ") and text in line
+        assert line == f"mcit score: error: {path}, {text}"  # whole: nothing cut short
     assert "10 bad line(s) left out" in err[-1]
 
 

@@ -120,7 +120,10 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     else:
         llava_dir, _ = ensure_tiny_backbone(config, progress=not args.quiet)
         root = llava_dir.parent
-    card = json.loads((root / "model_card.json").read_text())
+    from mcit.errors import BackboneError
+    from mcit.files import read_json
+
+    card = read_json(root / "model_card.json", BackboneError)
     probe = card["probe"]
     print(f"tiny base ({card['recipe'] or 'custom'}): {root}")
     print(

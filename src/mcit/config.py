@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from mcit.errors import ConfigError
-from mcit.files import yaml_problem
+from mcit.files import json_problem, yaml_problem
 
 
 # ---------------------------------------------------------------------------- declaring keys
@@ -432,7 +432,7 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
-        key = f"{where}.{name}" if where else name
+        key = name if where in ("", "the top level") else f"{where}.{name}"
         kwargs[name] = _check_type(value, hints[name], key)
         # Before the dataclass is built: its __post_init__ may combine keys (r % experts) and
         # must see each of them in range first.
@@ -481,18 +481,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         source = str(path)
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML ({yaml_problem(err)})") from None
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            # JSON is read as JSON: PyYAML would refuse valid JSON indented with tabs and
+            # word a JSON mistake in YAML's terms.
+            try:
+                tree = json.loads(text) if text.strip() else {}
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{path}: not valid JSON ({json_problem(err)})") from None
+        else:
+            try:
+                tree = yaml.safe_load(text) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError(f"{path}: invalid YAML ({yaml_problem(err)})") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
     for key, value in parse_overrides(overrides or []):
         _set_dotted(tree, key, value)
     try:
-        return from_dict(RunConfig, tree, where="")
+        return from_dict(RunConfig, tree, where="the top level")
     except ConfigError as err:
-        raise ConfigError(f"{source}: {str(err).lstrip('.')}") from err
+        raise ConfigError(f"{source}: {err}") from err
 
 
 def dump_config(config: RunConfig) -> str:

@@ -59,9 +59,13 @@ def read_json(path: Path, error: type[Exception] = ValueError) -> Any:
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
-        raise error(
-            f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
-        ) from None
+        raise error(f"{path}: not valid JSON ({json_problem(exc)})") from None
+
+
+def json_problem(err: json.JSONDecodeError) -> str:
+    """A JSON parse error in one line: where it breaks and what is wrong. Every reader of a
+    JSON file or line words it this way, so no message drops the column or the reason."""
+    return f"line {err.lineno}, column {err.colno}: {err.msg}"
 
 
 def yaml_problem(err: yaml.YAMLError) -> str:

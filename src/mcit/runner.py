@@ -174,7 +174,10 @@ def _check_resumable(run_dir: Path, config: RunConfig, results: dict | None) -> 
         saved_tree = yaml.safe_load(saved_path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{saved_path}: invalid YAML ({yaml_problem(err)})") from None
-    saved = to_dict(from_dict(RunConfig, saved_tree, str(saved_path)))
+    try:
+        saved = to_dict(from_dict(RunConfig, saved_tree, "the top level"))
+    except ConfigError as err:
+        raise ConfigError(f"{saved_path}: {err}") from None
     current = to_dict(config)
     for key in IDENTITY_KEYS:
         del saved[key], current[key]

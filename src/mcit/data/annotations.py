@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mcit.errors import DataError
+from mcit.files import json_problem
 
 
 def annotation_json(path: Path, missing: str = "annotation file not found") -> Any:
@@ -17,7 +18,7 @@ def annotation_json(path: Path, missing: str = "annotation file not found") -> A
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise DataError(path, None, None, f"invalid JSON at line {err.lineno}: {err.msg}") from err
+        raise DataError(path, None, None, f"not valid JSON ({json_problem(err)})") from None
 
 
 def annotation_field(

@@ -27,6 +27,7 @@ from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from mcit.errors import BackboneError
+from mcit.files import json_problem
 
 # What every clip is decoded to before the spectrogram (Whisper's rate).
 SAMPLE_RATE = 16_000
@@ -125,7 +126,7 @@ def load_audio_encoder(path: str | Path, tokens: int) -> AudioEncoder:
     try:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
-        raise BackboneError(f"{config_file}: invalid JSON ({err})") from err
+        raise BackboneError(f"{config_file}: not valid JSON ({json_problem(err)})") from None
     if config.get("model_type") != "whisper":
         raise BackboneError(
             f"{config_file}: model_type is {config.get('model_type')!r}; the audio encoder "

@@ -27,7 +27,7 @@ from PIL import Image
 from mcit.data.media import audio_problem, video_problem
 from mcit.data.sample import METRICS, MODALITIES, Sample
 from mcit.errors import DataError
-from mcit.files import write_text_atomic
+from mcit.files import json_problem, write_text_atomic
 
 TAGS = {m: f"<{m}>" for m in MODALITIES}
 USER_ROLES = ("human", "user")
@@ -205,9 +205,7 @@ def _read_json(path: Path, text: str | None = None) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(
-            path, None, None, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
+        raise DataError(path, None, None, f"not valid JSON ({json_problem(exc)})") from None
 
 
 def _read_test_records(path: Path) -> list[tuple[str, Any]]:
@@ -227,7 +225,7 @@ def _read_test_records(path: Path) -> list[tuple[str, Any]]:
         except json.JSONDecodeError as exc:
             # A bad line spoils only its own record: keep it in place, reported when parsed.
             records.append(
-                (f"line {number}", _BadLine(f"invalid JSON at column {exc.colno}: {exc.msg}"))
+                (f"line {number}", _BadLine(f"not valid JSON (column {exc.colno}: {exc.msg})"))
             )
     return records
 
