@@ -88,7 +88,7 @@ def test_prompts_sit_after_bos_before_the_text_and_image_slots_stay_from_input_i
     batch = Collator(backbone)(samples, with_answer=False)
     selected = method.select(samples).tasks
     plain = backbone.embed(batch.input_ids, batch.pixel_values)
-    new, mask, _ = method.prompted_inputs(batch, selected)
+    new, mask, _ = method._spliced_inputs(batch, selected)
     n = 2 * method.args.prompt_length
     assert new.shape[1] == plain.shape[1] + n
     for b in range(len(samples)):
@@ -136,7 +136,7 @@ def test_prefix_has_at_most_k_times_L_tokens_whatever_the_number_of_tasks(stream
     selection = method.select(samples)
     assert selection.similarity.shape == (len(samples), n_tasks)
     assert selection.tasks.shape == (len(samples), min(k, n_tasks))
-    new, _, _ = method.prompted_inputs(batch, selection.tasks)
+    new, _, _ = method._spliced_inputs(batch, selection.tasks)
     assert new.shape[1] - batch.input_ids.shape[1] == min(k, n_tasks) * L <= k * L
     # Without selection (the ablation) the prefix grows with every task.
     method.args = dataclasses.replace(method.args, selection=False)
@@ -370,7 +370,7 @@ def test_prompt_length_sets_the_prompt_rows(stream, length):
     assert {k: v for k, v in default_shapes.items() if not k.startswith("prompts.")} == shapes
     samples = _mixed(tasks, 1)
     batch = Collator(method.backbone)(samples, with_answer=False)
-    new, _, _ = method.prompted_inputs(batch, method.select(samples).tasks)
+    new, _, _ = method._spliced_inputs(batch, method.select(samples).tasks)
     assert new.shape[1] - batch.input_ids.shape[1] == 2 * length
 
 
@@ -489,16 +489,17 @@ def test_every_layer_prompts_generate_what_the_teacher_forced_logits_predict(str
     at = insertion_points(batch.attention_mask, batch.input_ids, backbone.tokenizer.bos_token_id)
     rows = torch.stack(list(method.layer_prompts))[selected]  # [B, m, N − 1, L, d]
     rows = rows.permute(2, 0, 1, 3, 4).reshape(rows.shape[2], len(samples), n, -1)
+    slots = PrefixSlots(at, n, full.shape[1])
     with (
         torch.no_grad(),
-        prompts_at_every_layer(backbone.decoder_layers, PrefixSlots(at, n, full.shape[1]), rows),
+        prompts_at_every_layer(backbone.decoder_layers, slots, lambda i: rows[i - 1]),
     ):
         forced = backbone.logits(full, full_mask)[:, width - 1 : width - 1 + steps].argmax(-1)
     assert torch.equal(forced, tokens)
     assert torch.equal(deep_last.argmax(-1), tokens[:, 0])
     # The layer prompts count: with the input prompts alone the next-token logits differ.
     with torch.no_grad():
-        embeds, mask, _ = method.prompted_inputs(batch, selected)
+        embeds, mask, _ = method._spliced_inputs(batch, selected)
         input_only = backbone.logits(embeds, mask)[:, -1]
     assert (input_only - deep_last).abs().max() > 1e-3
     # Shapes that would lose the layer prompts are refused, not run without them.
@@ -508,6 +509,7 @@ def test_every_layer_prompts_generate_what_the_teacher_forced_logits_predict(str
         pytest.raises(BackboneError, match="beams or several sequences"),
     ):
         backbone.generate(embeds, mask, max_new_tokens=2, num_beams=2)
+    assert all(not layer._forward_pre_hooks for layer in backbone.decoder_layers)  # removed
 
 
 def test_every_layer_prompts_train_for_the_current_task_only_and_round_trip(stream, tmp_path):
@@ -537,6 +539,28 @@ def test_every_layer_prompts_train_for_the_current_task_only_and_round_trip(stre
     assert method.generate(batch) == again.generate(batch)
     with pytest.raises(ConfigError, match="method.args.prompt_depth"):
         _method(config, prompt_depth="deep")
+
+
+def test_every_layer_prompts_on_a_bf16_model_train_float32_and_input_prompts_hook_nothing(stream):
+    config, tasks = stream
+    bf16 = dataclasses.replace(config.model.backbone, dtype="bfloat16")
+    method = build_method("modalprompt", load_backbone(bf16), {"prompt_depth": "every-layer"})
+    learn_untrained(method, 1)  # task 1's prompts, frozen
+    set_seed(1)
+    method.begin_task(1, stub_task("task1"))  # task 2's, training
+    samples = [s for t in tasks[:2] for s in t.train[:2]]
+    batch = Collator(method.backbone)(method.batch_samples(samples), with_answer=True)
+    method.training_loss(batch).loss.backward()
+    current, old = method.layer_prompts[1], method.layer_prompts[0]
+    assert current.dtype == current.grad.dtype == torch.float32
+    assert all(current.grad[i].abs().sum() > 0 for i in range(current.shape[0]))  # every layer
+    assert old.grad is None
+    # The paper's input prompts touch no decoder layer.
+    plain = _method(config)
+    learn_untrained(plain, 1)
+    batch = Collator(plain.backbone)(_mixed(tasks), with_answer=False)
+    with plain.prompted(batch, plain.select(_mixed(tasks)).tasks):
+        assert all(not layer._forward_pre_hooks for layer in plain.backbone.decoder_layers)
 
 
 def test_every_layer_prompts_refuse_gradient_checkpointing(stream):

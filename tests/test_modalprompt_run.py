@@ -194,7 +194,7 @@ def test_hf_llava_with_a_local_clip_runs_and_freezes_exactly(
     task = load_stream(config)[0]
     method.begin_task(0, task)
     batch = Collator(backbone)(task.train[:2])
-    embeds, mask, labels = method.prompted_inputs(batch, torch.zeros(2, 1, dtype=torch.long))
+    embeds, mask, labels = method._spliced_inputs(batch, torch.zeros(2, 1, dtype=torch.long))
     plain = backbone.embed(batch.input_ids, batch.pixel_values)
     system_ids = backbone.tokenizer(backbone.chat.system, add_special_tokens=False)["input_ids"]
     for b in range(2):

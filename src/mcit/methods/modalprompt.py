@@ -179,9 +179,10 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
     def parameters_by_formula(
         cls, args: MethodArgs, shapes: ModelShapes, tasks: int
     ) -> ParameterFormula:
-        """Per task: prompts P_t ∈ R^{L×d} [paper §3.1] and the projection g_t = Linear(d, d)
-        → SiLU → Linear(d, c) with biases [paper Eq. 3, 9]; only the current task's train, and
-        its g_t only when a prototype loss weight is above 0 (see `begin_task`)."""
+        """Per task: prompts P_t ∈ R^{L×d} [paper §3.1] (with `prompt_depth: every-layer`, also
+        its layer prompts ∈ R^{(N−1)×L×d}, N the LM's layers) and the projection g_t =
+        Linear(d, d) → SiLU → Linear(d, c) with biases [paper Eq. 3, 9]; only the current task's
+        train, and its g_t only when a prototype loss weight is above 0 (see `begin_task`)."""
         assert isinstance(args, ModalPromptArgs)
         d, c, length = shapes.lm_hidden, shapes.guidance_width, args.prompt_length
         depth = shapes.lm_layers if args.prompt_depth == "every-layer" else 1
@@ -266,11 +267,12 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
         chosen = table[tasks]  # [B, m, L, d]
         return chosen.reshape(tasks.shape[0], -1, table.shape[-1])
 
-    def prompted_inputs(
+    def _spliced_inputs(
         self, batch: Batch, tasks: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Input embeddings, attention mask and labels with the prompts of `tasks` spliced in
-        (the input layer's part of `prompted`)."""
+        """Input embeddings, attention mask and labels with the prompts of `tasks` spliced in:
+        the input layer's part of `prompted` only (private: with `every-layer` prompts a forward
+        on these alone would miss the layer prompts)."""
         return prompted_inputs(self.backbone, batch, self._prefix(tasks.to(self.backbone.device)))
 
     @contextlib.contextmanager
@@ -280,7 +282,7 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
         """Input embeddings, attention mask and labels with the prompts of `tasks` spliced in;
         with `prompt_depth: every-layer` the LM reads their layer prompts inside this block."""
         tasks = tasks.to(self.backbone.device)
-        embeds, mask, labels = self.prompted_inputs(batch, tasks)
+        embeds, mask, labels = self._spliced_inputs(batch, tasks)
         if self.args.prompt_depth == "input":
             yield embeds, mask, labels
             return
@@ -290,11 +292,15 @@ class ModalPrompt(PerTaskPrompts, ContinualMethod):
             batch.input_ids.to(mask.device),
             self.backbone.tokenizer.bos_token_id,
         )
-        table = torch.stack(list(self.layer_prompts))  # [T, N − 1, L, d]
-        chosen = table[tasks]  # [B, m, N − 1, L, d], the same order as `_prefix`
-        rows = chosen.permute(2, 0, 1, 3, 4).reshape(table.shape[1], tasks.shape[0], length, -1)
+        tables = list(self.layer_prompts)  # T × [N − 1, L, d]
+
+        def rows_for_layer(i: int) -> torch.Tensor:
+            """Layer i's prompts of `tasks`, concatenated per sample as `_prefix` does."""
+            layer = torch.stack([table[i - 1] for table in tables])  # [T, L, d]
+            return layer[tasks].reshape(tasks.shape[0], length, -1)  # [B, m·L, d]
+
         slots = PrefixSlots(at, length, embeds.shape[1])
-        with prompts_at_every_layer(self.backbone.decoder_layers, slots, rows):
+        with prompts_at_every_layer(self.backbone.decoder_layers, slots, rows_for_layer):
             yield embeds, mask, labels
 
     # ------------------------------------------------------------------ training

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -120,21 +120,17 @@ def prompted_inputs(
 
 @contextlib.contextmanager
 def prompts_at_every_layer(
-    layers: nn.ModuleList, slots: PrefixSlots, layer_rows: torch.Tensor
+    layers: nn.ModuleList, slots: PrefixSlots, rows_for_layer: Callable[[int], torch.Tensor]
 ) -> Iterator[None]:
     """Deep prompts (VPT-deep, Jia et al. 2022, §3.2; P-Tuning v2, Liu et al. 2022, §3.2):
     inside this block, at the input of decoder layer i ≥ 1, the hidden states at the prefix
-    positions `slots` are replaced by `layer_rows[i − 1]` [B, P, d], layer i's own learned
+    positions `slots` are replaced by `rows_for_layer(i)` [B, P, d], layer i's own learned
     prompt, so every layer reads a learned prefix instead of what the layers below made of the
-    input one. Only a forward over the whole prompted sequence (training, or generation's
-    prefill) is touched: the decoding steps after it, one position each, read the prefix from
-    the KV cache. Any other shape (beams or several sequences per input, a chunked prefill)
-    would silently lose the layer prompts, so it is refused."""
-    if layer_rows.shape[0] != len(layers) - 1:
-        raise ValueError(
-            f"prompts for {layer_rows.shape[0]} layers above the input; the LM has "
-            f"{len(layers) - 1}"
-        )
+    input one. The rows are asked for layer by layer, so a batch's prompts for all layers are
+    never held at once. Only a forward over the whole prompted sequence (training, or
+    generation's prefill) is touched: the decoding steps after it, one position each, read the
+    prefix from the KV cache. Any other shape (beams or several sequences per input, a chunked
+    prefill) would silently lose the layer prompts, so it is refused."""
     in_prefix = slots.in_prefix[..., None]
     expected = (slots.at.shape[0], slots.width)
 
@@ -150,7 +146,7 @@ def prompts_at_every_layer(
                     f"{expected} or one new position; generation with beams or several "
                     "sequences per input, or a chunked prefill, is not supported"
                 )
-            new = torch.where(in_prefix, slots.spread(layer_rows[i - 1], hidden.dtype), hidden)
+            new = torch.where(in_prefix, slots.spread(rows_for_layer(i), hidden.dtype), hidden)
             if args:
                 return (new, *args[1:]), kwargs
             return args, {**kwargs, "hidden_states": new}
