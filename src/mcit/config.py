@@ -419,6 +419,9 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
+TOP_LEVEL = "the top level"  # what `from_dict` calls a config's root in its messages
+
+
 def from_dict(cls: type, data: Any, where: str = "config") -> Any:
     """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
     if data is None:
@@ -432,7 +435,7 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
-        key = name if where in ("", "the top level") else f"{where}.{name}"
+        key = name if where in ("", TOP_LEVEL) else f"{where}.{name}"
         kwargs[name] = _check_type(value, hints[name], key)
         # Before the dataclass is built: its __post_init__ may combine keys (r % experts) and
         # must see each of them in range first.
@@ -499,7 +502,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for key, value in parse_overrides(overrides or []):
         _set_dotted(tree, key, value)
     try:
-        return from_dict(RunConfig, tree, where="the top level")
+        return from_dict(RunConfig, tree, where=TOP_LEVEL)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from err
 

@@ -26,7 +26,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
 
-from mcit.config import RunConfig, dump_config, from_dict, to_dict
+from mcit.config import TOP_LEVEL, RunConfig, dump_config, from_dict, to_dict
 from mcit.data.benchmarks import load_benchmark_spec, load_tasks, resolve_benchmark
 from mcit.data.builtin import register_builtin_benchmarks
 from mcit.data.collate import Collator
@@ -175,7 +175,7 @@ def _check_resumable(run_dir: Path, config: RunConfig, results: dict | None) -> 
     except yaml.YAMLError as err:
         raise ConfigError(f"{saved_path}: invalid YAML ({yaml_problem(err)})") from None
     try:
-        saved = to_dict(from_dict(RunConfig, saved_tree, "the top level"))
+        saved = to_dict(from_dict(RunConfig, saved_tree, TOP_LEVEL))
     except ConfigError as err:
         raise ConfigError(f"{saved_path}: {err}") from None
     current = to_dict(config)
