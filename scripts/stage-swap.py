@@ -16,49 +16,40 @@ Every other tensor of the method state (the bases, ranks) comes with the prompts
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from safetensors.torch import load_file
 
-from mcit.config import load_config
 from mcit.data.collate import Collator
-from mcit.data.sample import Task
 from mcit.evaluation.evaluator import evaluate_task
-from mcit.methods.base import build_method
-from mcit.models.backbone import load_backbone
-from mcit.runner import load_stream
+from mcit.predict import load_trained
+from mcit.runner import load_stream, make_accelerator
+from mcit.train.checkpoint import load_stage
 
 KEYS = ("image_keys", "text_keys", "keys")  # Fwd-Prompt's two, L2P's one
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="a finished run folder of a pool method")
+    parser.add_argument("run", type=Path, help="a finished run folder of a pool method")
     parser.add_argument("task", help="the task to score, by name")
     parser.add_argument("pairs", nargs="+", help="A,B: keys of stage A, prompts of stage B")
     args = parser.parse_args()
-    config = load_config(f"{args.run}/config.yaml")
-    tasks = load_stream(config)
-    task = next((t for t in tasks if t.name == args.task), None)
+    # Restored (and verified) as `mcit predict` restores it; a pool's tensors keep their shape
+    # from stage to stage, so any stage's state loads into it.
+    config, method, _, _ = load_trained(args.run)
+    task = next((t for t in load_stream(config) if t.name == args.task), None)
     if task is None:
-        parser.error(f"task {args.task!r} is not in the run's stream {[t.name for t in tasks]}")
-    backbone = load_backbone(config.model.backbone)
-    method = build_method(config.method.name, backbone, dict(config.method.args))
-    for t, learned in enumerate(tasks):  # the state's shapes, before it is loaded
-        empty = Task(learned.name, learned.metric, [], [])
-        method.begin_task(t, empty)
-        method.end_task(t, empty, [])
-    collate, accelerator = Collator(backbone), Accelerator(cpu=True)
+        parser.error(f"task {args.task!r} is not in the run's stream")
+    collate, accelerator = Collator(method.backbone), make_accelerator(config)
     for pair in args.pairs:
         keys_stage, prompts_stage = (int(x) for x in pair.split(","))
-        keys = load_file(f"{args.run}/stage_{keys_stage}/method.safetensors")
-        state = load_file(f"{args.run}/stage_{prompts_stage}/method.safetensors")
+        keys, _ = load_stage(args.run / f"stage_{keys_stage}")
+        state, _ = load_stage(args.run / f"stage_{prompts_stage}")
         names = [k for k in KEYS if k in state]
         if not names:
             parser.error(f"{args.run}: no pool keys in the method state ({sorted(state)})")
-        state.update({k: keys[k] for k in names})
-        method.load_method_state(state)
+        method.load_method_state({**state, **{k: keys[k] for k in names}})
         with torch.no_grad():
             result = evaluate_task(method, task, collate, config.eval, accelerator, False)
         print(
