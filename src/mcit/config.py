@@ -435,7 +435,7 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
-        key = name if where in ("", TOP_LEVEL) else f"{where}.{name}"
+        key = name if where == TOP_LEVEL else f"{where}.{name}"
         kwargs[name] = _check_type(value, hints[name], key)
         # Before the dataclass is built: its __post_init__ may combine keys (r % experts) and
         # must see each of them in range first.

@@ -62,10 +62,12 @@ def read_json(path: Path, error: type[Exception] = ValueError) -> Any:
         raise error(f"{path}: not valid JSON ({json_problem(exc)})") from None
 
 
-def json_problem(err: json.JSONDecodeError) -> str:
+def json_problem(err: json.JSONDecodeError, line: bool = True) -> str:
     """A JSON parse error in one line: where it breaks and what is wrong. Every reader of a
-    JSON file or line words it this way, so no message drops the column or the reason."""
-    return f"line {err.lineno}, column {err.colno}: {err.msg}"
+    JSON file or line words it this way, so no message drops the column or the reason.
+    `line=False` for one line of a JSONL file, whose message already names the line."""
+    where = f"line {err.lineno}, column {err.colno}" if line else f"column {err.colno}"
+    return f"{where}: {err.msg}"
 
 
 def yaml_problem(err: yaml.YAMLError) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mcit.errors import PredictionsFileError
 from mcit.evaluation.scorers import SCORERS, box_iou, parse_box, score_predictions
+from mcit.files import json_problem
 
 __all__ = [
     "FileScores",
@@ -103,7 +104,7 @@ def _parse_line(path: Path, no: int, text: str, default_metric: str | None) -> P
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PredictionsFileError(
-            path, no, None, f"not valid JSON (column {exc.colno}: {exc.msg})"
+            path, no, None, f"not valid JSON ({json_problem(exc, line=False)})"
         ) from None
     if not isinstance(obj, dict):
         raise PredictionsFileError(path, no, None, "expected a JSON object")

@@ -55,18 +55,19 @@ class PrefixSlots:
     width: int
 
     @functools.cached_property
-    def _pos(self) -> torch.Tensor:
+    def positions(self) -> torch.Tensor:
+        """[1, width]: 0 … width − 1."""
         return torch.arange(self.width, device=self.at.device)[None, :]
 
     @functools.cached_property
     def in_prefix(self) -> torch.Tensor:
         """[B, width] bool: True where a prefix row sits."""
-        return (self._pos >= self.at) & (self._pos < self.at + self.length)
+        return (self.positions >= self.at) & (self.positions < self.at + self.length)
 
     @functools.cached_property
     def _row_index(self) -> torch.Tensor:
         """[B, width, 1]: the prefix row each position reads (the nearest one outside it)."""
-        return (self._pos - self.at).clamp(0, self.length - 1)[..., None]
+        return (self.positions - self.at).clamp(0, self.length - 1)[..., None]
 
     def spread(self, rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """[B, width, d]: `rows` [B, length, d] at the prefix positions (elsewhere the nearest
@@ -91,7 +92,7 @@ def insert_after_bos(
         return embeds, attention_mask, labels
     at = insertion_points(attention_mask, input_ids, bos_token_id)
     slots = PrefixSlots(at, n, width + n)
-    pos, in_prefix = slots._pos, slots.in_prefix  # [1, W + P], [B, W + P]
+    pos, in_prefix = slots.positions, slots.in_prefix  # [1, W + P], [B, W + P]
     source = torch.where(pos < at, pos, pos - n).clamp(0, width - 1)  # [B, W + P]
     from_tokens = embeds.gather(1, source[..., None].expand(-1, -1, dim))
     new_embeds = torch.where(in_prefix[..., None], slots.spread(prefix, embeds.dtype), from_tokens)

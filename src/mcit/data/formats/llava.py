@@ -225,7 +225,7 @@ def _read_test_records(path: Path) -> list[tuple[str, Any]]:
         except json.JSONDecodeError as exc:
             # A bad line spoils only its own record: keep it in place, reported when parsed.
             records.append(
-                (f"line {number}", _BadLine(f"not valid JSON (column {exc.colno}: {exc.msg})"))
+                (f"line {number}", _BadLine(f"not valid JSON ({json_problem(exc, line=False)})"))
             )
     return records
 
