@@ -14,6 +14,7 @@ from mcit.errors import ReportError
 from mcit.report.analysis import Analysis, analysis_path, last_stage_analyses, read_analysis
 from mcit.report.report import write_report
 from mcit.report.runs import load_runs, setting_differences
+from mcit.report.tables import rehearsal_note
 
 TASKS = ["A", "B", "C"]
 MANIFEST = {
@@ -232,6 +233,24 @@ def test_two_runs_of_one_method_are_labelled_by_run(tmp_path: Path) -> None:
     results = json.loads((b / "results.json").read_text())
     (b / "results.json").write_text(json.dumps({**results, "run": "finetune-slow"}))
     assert [r.label for r in load_runs([a, b])] == ["bench-finetune", "finetune-slow"]
+
+
+def test_a_reconstructions_ablations_share_one_footnote(tmp_path: Path) -> None:
+    full = make_run(tmp_path / "x", "fwd-prompt", FINETUNE)
+    ablation = make_run(tmp_path / "y", "fwd-prompt", REPLAY)
+    results = json.loads((ablation / "results.json").read_text())
+    (ablation / "results.json").write_text(json.dumps({**results, "run": "fwd-prompt-no-residual"}))
+    plain = make_run(tmp_path / "z", "finetune", FINETUNE)
+    runs = load_runs([full, ablation, plain])
+    assert [r.display for r in runs] == [
+        "bench-fwd-prompt ‡",
+        "fwd-prompt-no-residual ‡",
+        "finetune",
+    ]
+    assert rehearsal_note(runs) == (
+        "‡ bench-fwd-prompt, fwd-prompt-no-residual: a reconstruction from the paper's "
+        "description (its code is not public); docs/methods/fwd-prompt.md marks each choice."
+    )
 
 
 # ------------------------------------------------------------------------------ analyses

@@ -310,8 +310,15 @@ def rehearsal_note(runs: Sequence[RunRecord]) -> str:
             f"({', '.join(flagged)}); shown as a reference, not comparable with rehearsal-free "
             "methods."
         )
+    # One footnote per distinct note: a method's ablations share it, and listing them
+    # together says so instead of repeating the same sentence for each.
+    labels_by_note: dict[str, list[str]] = {}
+    for r in runs:
+        if r.reconstruction:
+            labels_by_note.setdefault(r.reconstruction, []).append(r.label)
     notes += [
-        f"{RECONSTRUCTION_MARK} {r.label}: {r.reconstruction}." for r in runs if r.reconstruction
+        f"{RECONSTRUCTION_MARK} {', '.join(labels)}: {note}."
+        for note, labels in labels_by_note.items()
     ]
     return " ".join(notes)
 
