@@ -233,6 +233,9 @@ def test_two_runs_of_one_method_are_labelled_by_run(tmp_path: Path) -> None:
     results = json.loads((b / "results.json").read_text())
     (b / "results.json").write_text(json.dumps({**results, "run": "finetune-slow"}))
     assert [r.label for r in load_runs([a, b])] == ["bench-finetune", "finetune-slow"]
+    # Alone in a report, an ablation keeps its name; a run name that adds only a prefix does not.
+    assert [r.label for r in load_runs([b])] == ["finetune-slow"]
+    assert [r.label for r in load_runs([a])] == ["finetune"]
 
 
 def test_a_reconstructions_ablations_share_one_footnote(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Run folders as the report sees them: results, continual metrics, manifest, analyses.
 
 `load_runs` checks that the runs share one stream (the same tasks in the same order), gives
-each a label (its method, or its run name when two runs share a method), and, when one of them
-is a zero-shot run, uses its scores as the b_i of every other run's forward transfer.
+each a label (its method, or its run name when two runs share a method or the name marks an
+ablation), and, when one of them is a zero-shot run, uses its scores as the b_i of every other
+run's forward transfer.
 """
 
 from __future__ import annotations
@@ -136,11 +137,22 @@ def load_run(path: str | Path) -> RunRecord:
     return RunRecord(run_dir, results, matrix, metrics, config, last_stage_analyses(run_dir))
 
 
+def _names_a_variant(run: RunRecord) -> bool:
+    """Whether the run's name says more than its method: `fwd-prompt-no-pretrained` or
+    `coin-mini-modalprompt-k1` name an ablation, `coin-mini-ewc` or `my-run` do not."""
+    head, found, tail = run.run_name.partition(run.method)
+    return bool(found) and bool(tail)
+
+
 def _labels(runs: list[RunRecord]) -> list[str]:
-    """The method name; the run name where several runs share a method (ablations such as a
-    `modalprompt-L20` config); the run name and folder where even those coincide."""
+    """The method name; the run name where several runs share a method or the name marks an
+    ablation (`modalprompt-L20`: an ablation alone in a report must not pass for its method);
+    the run name and folder where even those coincide."""
     methods = [r.method for r in runs]
-    labels = [r.method if methods.count(r.method) == 1 else r.run_name for r in runs]
+    labels = [
+        r.method if methods.count(r.method) == 1 and not _names_a_variant(r) else r.run_name
+        for r in runs
+    ]
     return [
         label if labels.count(label) == 1 else f"{label} ({r.path})"
         for label, r in zip(labels, runs, strict=True)
