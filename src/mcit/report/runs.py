@@ -140,7 +140,7 @@ def load_run(path: str | Path) -> RunRecord:
 def _names_a_variant(run: RunRecord) -> bool:
     """Whether the run's name says more than its method: `fwd-prompt-no-pretrained` or
     `coin-mini-modalprompt-k1` name an ablation, `coin-mini-ewc` or `my-run` do not."""
-    head, found, tail = run.run_name.partition(run.method)
+    _, found, tail = run.run_name.partition(run.method)
     return bool(found) and bool(tail)
 
 
