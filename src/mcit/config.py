@@ -491,7 +491,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             try:
                 tree = json.loads(text) if text.strip() else {}
             except json.JSONDecodeError as err:
-                raise ConfigError(f"{path}: not valid JSON ({json_problem(err)})") from None
+                raise ConfigError(f"{path}: {json_problem(err)}") from None
         else:
             try:
                 tree = yaml.safe_load(text) or {}

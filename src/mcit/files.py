@@ -59,15 +59,15 @@ def read_json(path: Path, error: type[Exception] = ValueError) -> Any:
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
-        raise error(f"{path}: not valid JSON ({json_problem(exc)})") from None
+        raise error(f"{path}: {json_problem(exc)}") from None
 
 
 def json_problem(err: json.JSONDecodeError, line: bool = True) -> str:
-    """A JSON parse error in one line: where it breaks and what is wrong. Every reader of a
-    JSON file or line words it this way, so no message drops the column or the reason.
-    `line=False` for one line of a JSONL file, whose message already names the line."""
+    """A JSON parse error in one line, ``not valid JSON (line L, column C: reason)``. Every
+    reader of a JSON file or line words it this way, so no message drops the column or the
+    reason. `line=False` for one line of a JSONL file, whose message already names the line."""
     where = f"line {err.lineno}, column {err.colno}" if line else f"column {err.colno}"
-    return f"{where}: {err.msg}"
+    return f"not valid JSON ({where}: {err.msg})"
 
 
 def yaml_problem(err: yaml.YAMLError) -> str:

@@ -18,7 +18,7 @@ def annotation_json(path: Path, missing: str = "annotation file not found") -> A
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise DataError(path, None, None, f"not valid JSON ({json_problem(err)})") from None
+        raise DataError(path, None, None, json_problem(err)) from None
 
 
 def annotation_field(

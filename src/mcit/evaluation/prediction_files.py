@@ -103,9 +103,7 @@ def _parse_line(path: Path, no: int, text: str, default_metric: str | None) -> P
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PredictionsFileError(
-            path, no, None, f"not valid JSON ({json_problem(exc, line=False)})"
-        ) from None
+        raise PredictionsFileError(path, no, None, json_problem(exc, line=False)) from None
     if not isinstance(obj, dict):
         raise PredictionsFileError(path, no, None, "expected a JSON object")
     if "id" not in obj:

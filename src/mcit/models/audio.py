@@ -16,7 +16,6 @@ the tiny base's encoder is a `WhisperEncoder` pre-trained by mcit's recipe
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from mcit.errors import BackboneError
-from mcit.files import json_problem
+from mcit.files import read_json
 
 # What every clip is decoded to before the spectrogram (Whisper's rate).
 SAMPLE_RATE = 16_000
@@ -123,10 +122,7 @@ def load_audio_encoder(path: str | Path, tokens: int) -> AudioEncoder:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise BackboneError(f"{path}: not a Hugging Face model directory (no config.json)")
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
-        raise BackboneError(f"{config_file}: not valid JSON ({json_problem(err)})") from None
+    config = read_json(config_file, BackboneError)
     if config.get("model_type") != "whisper":
         raise BackboneError(
             f"{config_file}: model_type is {config.get('model_type')!r}; the audio encoder "

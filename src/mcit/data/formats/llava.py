@@ -205,7 +205,7 @@ def _read_json(path: Path, text: str | None = None) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(path, None, None, f"not valid JSON ({json_problem(exc)})") from None
+        raise DataError(path, None, None, json_problem(exc)) from None
 
 
 def _read_test_records(path: Path) -> list[tuple[str, Any]]:
@@ -224,9 +224,7 @@ def _read_test_records(path: Path) -> list[tuple[str, Any]]:
             records.append((f"line {number}", json.loads(line)))
         except json.JSONDecodeError as exc:
             # A bad line spoils only its own record: keep it in place, reported when parsed.
-            records.append(
-                (f"line {number}", _BadLine(f"not valid JSON ({json_problem(exc, line=False)})"))
-            )
+            records.append((f"line {number}", _BadLine(json_problem(exc, line=False))))
     return records
 
 
