@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=256, help="LM width (MLP 3x, 64-d heads)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     parser.add_argument("--transfer", type=int, default=0)
@@ -93,7 +94,12 @@ def main() -> None:
     base = shipped_dir("tiny-lite0") / "llava"
     shipped = LlavaForConditionalGeneration.from_pretrained(base)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    config = TinyConfig(lm_layers=args.layers)
+    config = TinyConfig(
+        lm_layers=args.layers,
+        lm_hidden=args.hidden,
+        lm_heads=args.hidden // 64,
+        lm_intermediate=3 * args.hidden,
+    )
     processor = llava_image_processor(config)
     data = features(shipped, tokenizer, processor, args.cache, args.pictures)
     train_feats, train_objs = data["train"]

@@ -91,6 +91,10 @@ def test_interrupted_build_resumes_to_the_same_weights(micro_build, tmp_path):
     build_base(MICRO, out, resume=True, progress=False)
     assert (out / "DONE").is_file() and not (out / ".build").exists()
     assert _same(_weights(micro_build), _weights(out))
+    # Where the stages that can use an accelerator ran, over both runs of the build.
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["built_on"]["devices"] == {"features": "cpu", "llava": "cpu"}
+    assert "; features on cpu; llava on cpu |" in (out / "MODEL_CARD.md").read_text()
 
 
 def test_a_base_built_before_the_audio_stage_gains_it_and_nothing_else_changes(
@@ -234,3 +238,22 @@ def test_pretrain_cli_builds_into_out_and_refuses_unknown_recipes(micro_build, t
     # Same recipe, same generated mixture: the same data hash as the first build's.
     first = json.loads((micro_build / "model_card.json").read_text())
     assert len(card["data_hash"]) == 64 and card["data_hash"] == first["data_hash"]
+
+
+def test_pretrain_cli_refuses_a_device_this_machine_lacks(tmp_path, capsys, monkeypatch):
+    """Before any work, in one line naming the option; nothing is written."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "base"
+    cases = {
+        "cuda": f"this torch ({torch.__version__}) sees no CUDA device",
+        "gpu": "not a torch device (cpu, cuda, cuda:N)",
+        "mps": "only cpu and cuda devices are supported",
+    }
+    for name, reason in cases.items():
+        assert main(["pretrain", "--recipe", "micro", "--out", str(out), "--device", name]) == 2
+        assert capsys.readouterr().err == f"mcit pretrain: error: --device {name}: {reason}\n"
+    assert not out.exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(["pretrain", "--recipe", "micro", "--out", str(out), "--device", "cuda:1"]) == 2
+    assert "--device cuda:1: this machine has 1 CUDA device(s)" in capsys.readouterr().err

@@ -79,6 +79,25 @@ def _print_summary(matrix: AccuracyMatrix) -> None:
     print("  ".join(f"{k}: {v:.2f}" for k, v in shown.items()))
 
 
+def _pretrain_device(name: str):
+    """`torch.device(name)` when this machine has it, else what is wrong (a string)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return "not a torch device (cpu, cuda, cuda:N)"
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        return "only cpu and cuda devices are supported"
+    if not torch.cuda.is_available():
+        return f"this torch ({torch.__version__}) sees no CUDA device"
+    if (device.index or 0) >= torch.cuda.device_count():
+        return f"this machine has {torch.cuda.device_count()} CUDA device(s)"
+    return device
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     """Rebuild a tiny base (`--recipe`, into `--out`), or show where the default one is."""
     from mcit.pretrain.build import BuildError, build_base
@@ -97,6 +116,10 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     config = recipe(name)
+    device = _pretrain_device(args.device)
+    if isinstance(device, str):
+        print(f"mcit pretrain: error: --device {args.device}: {device}", file=sys.stderr)
+        return 2
     if args.out:
         try:
             root = build_base(
@@ -107,6 +130,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
                 recipe=name,
                 checkpoint_minutes=args.checkpoint_minutes,
                 max_stage_seconds=args.max_minutes * 60 if args.max_minutes else None,
+                device=device,
             )
         except BuildError as err:
             print(f"mcit pretrain: error: {err}", file=sys.stderr)
@@ -376,6 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between saves")
     p.add_argument("--max-minutes", type=float, help="stop the LLaVA stage after this long")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the features and LLaVA stages run: cpu (default) or cuda[:N]",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_pretrain)
 

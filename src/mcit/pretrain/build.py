@@ -9,6 +9,8 @@ Stages, in order (each leaves its result under `<out>/.build/`):
    features of every picture (computed once, in chunks; LLaVA-1.5 also keeps its tower frozen);
 4. `llava` — projector + LM (and the tower when it is CLIP's ViT) on the mixture; a checkpoint
    (weights, AdamW, schedule, step) every `checkpoint_minutes`, so a kill loses minutes at most;
+   stages 3 and 4 run on `device` (a GPU where one is at hand; the other stages take minutes on
+   CPU cores);
 5. `probe` — the held-out per-skill probe (`mcit.pretrain.probe`), then the model card.
 
 The finished base is `<out>/llava`, `<out>/clip` and `<out>/audio` (llava-hf, CLIP and Whisper
@@ -119,13 +121,21 @@ class BuildState:
     def done(self, stage: str) -> bool:
         return stage in self.data["done"]
 
-    def finish(self, stage: str, seconds: float, **info) -> None:
+    def finish(self, stage: str, seconds: float, device: str | None = None, **info) -> None:
         self.data["done"][stage] = info
-        self.add_seconds(stage, seconds)
+        self.add_seconds(stage, seconds, device)
 
-    def add_seconds(self, stage: str, seconds: float) -> None:
+    def add_seconds(self, stage: str, seconds: float, device: str | None = None) -> None:
         self.data["seconds"][stage] = round(self.data["seconds"].get(stage, 0.0) + seconds, 1)
+        if device is not None:  # a stage resumed elsewhere ran on each of its devices
+            ran_on = self.data.setdefault("devices", {}).setdefault(stage, [])
+            if device not in ran_on:
+                ran_on.append(device)
         self.save()
+
+    def devices(self, stage: str) -> str:
+        """Where `stage` ran, e.g. `cpu` or `cuda:0 (NVIDIA H200), cpu`."""
+        return ", ".join(self.data.get("devices", {}).get(stage, ["cpu"]))
 
     def save(self) -> None:
         write_json_atomic(self.path, self.data)
@@ -140,13 +150,16 @@ def build_base(
     checkpoint_minutes: float = 5.0,
     recipe: str | None = None,
     max_stage_seconds: float | None = None,
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Build the base `config` describes into `out` (see the module doc) and return `out`.
 
     `max_stage_seconds` stops the LLaVA stage after that long (a checkpoint is written): the
     build is then unfinished and continues with `resume=True`. Returns `out` either way; `DONE`
-    tells which."""
+    tells which. `device` runs the features and LLaVA stages (a CUDA device: the same batches,
+    not bit-identical weights to a CPU build; the model card records where each stage ran)."""
     out = Path(out)
+    device = torch.device(device)
     if (out / "DONE").is_file():
         if not (out / "audio").is_dir():
             add_audio_stage(config, out, progress)
@@ -184,13 +197,18 @@ def build_base(
 
     if not state.done("features"):
         started = time.time()
-        _build_features(config, tokenizer, work, progress)
+        _build_features(config, tokenizer, work, progress, device)
         digest = hashlib.sha256((work / "conversations.json").read_bytes()).hexdigest()
-        state.finish("features", time.time() - started, conversations_sha256=digest)
+        state.finish(
+            "features",
+            time.time() - started,
+            conversations_sha256=digest,
+            device=device_name(device),
+        )
 
     if not state.done("llava"):
         finished = _train_llava(
-            config, tokenizer, work, state, progress, checkpoint_minutes, max_stage_seconds
+            config, tokenizer, work, state, progress, checkpoint_minutes, max_stage_seconds, device
         )
         if not finished:
             say(f"[mcit] stopped after the time limit; continue with --resume ({out})")
@@ -330,7 +348,16 @@ def _frozen_tower(config: TinyConfig) -> bool:
     return config.vision != "clip"
 
 
-def _build_features(config: TinyConfig, tokenizer, work: Path, progress: bool) -> None:
+def device_name(device: torch.device) -> str:
+    """`cpu`, or `cuda:0 (NVIDIA H200)`: what the model card records."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def _build_features(
+    config: TinyConfig, tokenizer, work: Path, progress: bool, device: torch.device
+) -> None:
     """Write `conversations.json` and, for a frozen tower, `features/<chunk>.safetensors` (the
     tower's output for every picture, float16); for a trained tower, the pixels instead."""
     records = _conversations(config)
@@ -338,7 +365,7 @@ def _build_features(config: TinyConfig, tokenizer, work: Path, progress: bool) -
     processor = llava_image_processor(config)
     folder = work / "features"
     folder.mkdir(exist_ok=True)
-    llava = _llava_model(config, tokenizer, work).eval()
+    llava = _llava_model(config, tokenizer, work).eval().to(device)
     backbone = _backbone(llava, tokenizer, processor)
     chunks = range(0, len(records), FEATURE_CHUNK)
     bar = tqdm(chunks, desc="pretrain features", disable=not progress, unit="chunk")
@@ -352,7 +379,10 @@ def _build_features(config: TinyConfig, tokenizer, work: Path, progress: bool) -
         if _frozen_tower(config):
             with torch.no_grad():
                 values = torch.cat(
-                    [backbone._tower(pixels[i : i + 256]) for i in range(0, len(pixels), 256)]
+                    [
+                        backbone._tower(pixels[i : i + 256].to(device)).cpu()
+                        for i in range(0, len(pixels), 256)
+                    ]
                 )
         else:
             values = pixels
@@ -409,12 +439,13 @@ def _train_llava(
     progress: bool,
     checkpoint_minutes: float,
     max_seconds: float | None,
+    device: torch.device,
 ) -> bool:
-    """Train the LLaVA stage from its last checkpoint; True when it has finished."""
+    """Train the LLaVA stage from its last checkpoint, on `device`; True when it has finished."""
     turns = read_json(work / "conversations.json", BuildError)
     values = _load_features(work, len(turns))
     _seed_all(config.seed)
-    llava = _llava_model(config, tokenizer, work)
+    llava = _llava_model(config, tokenizer, work).to(device)
     backbone = _backbone(llava, tokenizer, llava_image_processor(config))
     collate = Collator(backbone)
     samples = [
@@ -442,8 +473,10 @@ def _train_llava(
     checkpoint = work / "llava-checkpoint"
     step = 0
     if (checkpoint / "trainer.pt").is_file():
-        llava.load_state_dict(load_file(checkpoint / "model.safetensors"), strict=False)
-        saved = torch.load(checkpoint / "trainer.pt", weights_only=True)
+        llava.load_state_dict(
+            load_file(checkpoint / "model.safetensors", device=str(device)), strict=False
+        )
+        saved = torch.load(checkpoint / "trainer.pt", weights_only=True, map_location=device)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         step = int(saved["step"])
@@ -459,10 +492,10 @@ def _train_llava(
     smoothed = math.nan
     while step < total_steps:
         picked = phase_batch(step, lengths, config)
-        batch = collate([samples[i] for i in picked], load_pixels=False)
-        feats = values[picked].float()
+        batch = collate([samples[i] for i in picked], load_pixels=False).to(device)
+        feats = values[picked].to(device).float()
         # bf16 autocast: 1.6x faster steps on a CPU with AMX (measured), fp32 weights and AdamW.
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.llava_bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.llava_bf16):
             if frozen:
                 embeds = backbone.embed_features(batch.input_ids, feats)
             else:
@@ -480,25 +513,27 @@ def _train_llava(
         timed_out = max_seconds is not None and now - started >= max_seconds
         if step < total_steps and (now - last_save >= 60 * checkpoint_minutes or timed_out):
             _save_checkpoint(checkpoint, llava, optimizer, scheduler, step, smoothed)
-            state.add_seconds("llava", now - started)
+            state.add_seconds("llava", now - started, device_name(device))
             started = last_save = now
             if timed_out:
                 bar.close()
                 return False
     bar.close()
-    llava.eval()
+    llava.eval().cpu()
     with atomic_dir(work / "llava") as tmp:
         llava.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         llava_image_processor(config).save_pretrained(tmp)
-    state.finish("llava", time.time() - started, final_loss=smoothed, steps=step)
+    state.finish(
+        "llava", time.time() - started, final_loss=smoothed, steps=step, device=device_name(device)
+    )
     shutil.rmtree(checkpoint, ignore_errors=True)
     return True
 
 
 def _save_checkpoint(folder: Path, llava, optimizer, scheduler, step: int, loss: float) -> None:
     with atomic_dir(folder) as tmp:
-        trained = {k: v.contiguous() for k, v in llava.state_dict().items()}
+        trained = {k: v.detach().cpu().contiguous() for k, v in llava.state_dict().items()}
         save_file(trained, tmp / "model.safetensors")
         torch.save(
             {
@@ -560,6 +595,8 @@ def _finish(config: TinyConfig, out: Path, work: Path, state: BuildState, recipe
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": platform.python_version(),
+            # Where the stages that can use an accelerator ran (the others ran on the CPU).
+            "devices": {stage: state.devices(stage) for stage in ("features", "llava")},
         },
         "seconds": state.data["seconds"],
         "final_losses": {

@@ -21,7 +21,11 @@ def model_card_markdown(card: dict) -> str:
         f"| data hash (conversations) | `{card.get('data_hash')}` |",
         f"| mcit commit | `{card['mcit_commit']}` |",
         f"| built on | {card['built_on']['cpu_count']} CPUs, {card['built_on']['torch_threads']} "
-        f"torch threads, torch {card['built_on']['torch']} |",
+        f"torch threads, torch {card['built_on']['torch']}"
+        + "".join(  # a card from before the device option ran everything on the CPU
+            f"; {stage} on {where}" for stage, where in card["built_on"].get("devices", {}).items()
+        )
+        + " |",
         f"| wall time (s) | {json.dumps(card['seconds'])} |",
         f"| final losses | CLIP {card['final_losses']['clip']:.3f}, "
         f"LLaVA {card['final_losses']['llava']:.3f}"
