@@ -33,3 +33,50 @@ def test_gpu_check_dry_run_on_cpu(micro_backbone_dirs, cache_dir, tmp_path):
     assert case["train_steps"] == 2 and case["paper_peak_gpu_memory_gb"] == 14.1
     assert case["train_peak_gpu_memory_gb"] is None  # no GPU: nothing measured, nothing made up
     assert set(report["not_run"]) == {"fsdp", "deepspeed-zero3"}
+
+
+def test_gpu_build_packs_a_base_and_unpacks_it_verified(tmp_path, monkeypatch):
+    """scripts/gpu-build.sh dry-run on the CPU: `build` packs a finished base into 15 MB parts
+    with their sha256; `unpack` refuses a damaged part and puts a sound one where
+    `model.backbone.recipe=RECIPE` finds it."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    env = {**os.environ, "OUT": str(out), "MCIT_CACHE": str(cache), "PYTHON": sys.executable}
+    env["OMP_NUM_THREADS"] = "1"
+
+    def script(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", str(ROOT / "scripts" / "gpu-build.sh"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    built = script("build", "micro", "--device", "cpu", "--threads", "1", "--quiet")
+    assert built.returncode == 0, built.stderr
+    parts = sorted(p.name for p in out.glob("base.tar.*"))
+    assert parts and parts[0] == "base.tar.00"
+    assert [line.split()[1] for line in (out / "base.sha256").read_text().splitlines()] == parts
+    assert "tiny base (micro)" in (out / "build.log").read_text()
+
+    monkeypatch.setenv("MCIT_CACHE", str(cache))
+    from mcit.pretrain.recipes import recipe
+    from mcit.pretrain.shipped import cache_dir
+
+    target = cache_dir(recipe("micro"))
+    damaged = out / "damaged"
+    damaged.mkdir()
+    for name in [*parts, "base.sha256"]:
+        (damaged / name).write_bytes((out / name).read_bytes())
+    with open(damaged / parts[-1], "ab") as f:
+        f.write(b"\0")
+    refused = script("unpack", str(damaged))
+    assert refused.returncode != 0 and not target.exists()
+
+    unpacked = script("unpack", str(out))
+    assert unpacked.returncode == 0, unpacked.stderr
+    assert f"tiny base (micro): {target}" in unpacked.stdout
+    card = json.loads((target / "model_card.json").read_text())
+    assert card["recipe"] == "micro"
+    assert card["built_on"]["devices"] == {"features": "cpu", "llava": "cpu"}
+    assert (target / "DONE").is_file() and (target / "audio" / "model.safetensors").is_file()
