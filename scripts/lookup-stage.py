@@ -1,11 +1,11 @@
 """Short LLaVA stages on shape scenes, side by side: which answer wording teaches the tiny LM to
 look a shape's colour up in the picture (docs/base.md, "A lookup phase first").
 
-A fresh projector + LM (the shipped base's architecture, or `--layers`) is trained from scratch
-on the frozen tower's features of `--pictures` shape scenes of the mixture, with a fresh question
-drawn each time a picture is drawn, and scored every `--every` steps on 400 held-out scenes:
-teacher-forced exact match of the whole answer in the sentence style ("The star is purple."),
-or in the referent-value style for `--style referent-value` ("The star purple.").
+A fresh projector + LM (the shipped base's architecture, or `--layers` / `--hidden`) is trained
+from scratch on the frozen tower's features of `--pictures` shape scenes of the mixture, with a
+fresh question drawn each time a picture is drawn, and scored every `--every` steps on 400
+held-out scenes: teacher-forced exact match of the whole answer in the sentence style ("The star
+is purple."), or in the referent-value style for `--style referent-value` ("The star purple.").
 
     --style sentence | referent-value | mixed (each answer either) |
             curriculum (referent-value for the first half of the steps, then sentences)
