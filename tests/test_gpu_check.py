@@ -36,12 +36,16 @@ def test_gpu_check_dry_run_on_cpu(micro_backbone_dirs, cache_dir, tmp_path):
 
 
 def test_gpu_build_packs_a_base_and_unpacks_it_verified(tmp_path, monkeypatch):
-    """scripts/gpu-build.sh dry-run on the CPU: `build` packs a finished base into 15 MB parts
-    with their sha256; `unpack` refuses a damaged part and puts a sound one where
-    `model.backbone.recipe=RECIPE` finds it."""
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    env = {**os.environ, "OUT": str(out), "MCIT_CACHE": str(cache), "PYTHON": sys.executable}
-    env["OMP_NUM_THREADS"] = "1"
+    """scripts/gpu-build.sh dry-run on the CPU: `build` builds afresh with --device cuda (here
+    overridden by a later --device cpu) and packs the base into 15 MB parts with their sha256;
+    `unpack` refuses a damaged part and puts a sound one where `model.backbone.recipe=RECIPE`
+    finds it."""
+    out, cache, calls = tmp_path / "out", tmp_path / "cache", tmp_path / "calls.txt"
+    python = tmp_path / "python"  # records how the script calls Python, then runs it
+    python.write_text(f'#!/usr/bin/env bash\necho "$*" >>{calls}\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    env = {**os.environ, "OUT": str(out), "MCIT_CACHE": str(cache), "PYTHON": str(python)}
+    env |= {"OMP_NUM_THREADS": "1", "BUILD_DIR": str(tmp_path / "build")}
 
     def script(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -52,8 +56,19 @@ def test_gpu_build_packs_a_base_and_unpacks_it_verified(tmp_path, monkeypatch):
             timeout=900,
         )
 
+    refused = script("build", "micro", "--out", str(tmp_path / "elsewhere"))
+    assert refused.returncode == 2 and "drop --out" in refused.stderr
+    stale = tmp_path / "build" / "micro"
+    stale.mkdir(parents=True)
+    (stale / "DONE").write_text("an earlier command's base\n")
     built = script("build", "micro", "--device", "cpu", "--threads", "1", "--quiet")
     assert built.returncode == 0, built.stderr
+    pretrain = [line for line in calls.read_text().splitlines() if "mcit pretrain" in line]
+    assert pretrain == [
+        f"-m mcit pretrain --recipe micro --out {stale} --device cuda "
+        "--device cpu --threads 1 --quiet"
+    ]
+    assert (stale / "model_card.json").is_file()  # built afresh, not the stale folder packed
     parts = sorted(p.name for p in out.glob("base.tar.*"))
     assert parts and parts[0] == "base.tar.00"
     assert [line.split()[1] for line in (out / "base.sha256").read_text().splitlines()] == parts
@@ -72,11 +87,17 @@ def test_gpu_build_packs_a_base_and_unpacks_it_verified(tmp_path, monkeypatch):
         f.write(b"\0")
     refused = script("unpack", str(damaged))
     assert refused.returncode != 0 and not target.exists()
+    not_a_base = tmp_path / "notes"
+    not_a_base.mkdir()
+    refused = script("unpack", str(out), str(not_a_base))
+    assert refused.returncode == 2 and "is not a base" in refused.stderr
 
-    unpacked = script("unpack", str(out))
-    assert unpacked.returncode == 0, unpacked.stderr
-    assert f"tiny base (micro): {target}" in unpacked.stdout
+    for _ in range(2):  # the second time over the first: replaced whole
+        unpacked = script("unpack", str(out))
+        assert unpacked.returncode == 0, unpacked.stderr
+        assert f"tiny base (micro): {target}" in unpacked.stdout
     card = json.loads((target / "model_card.json").read_text())
     assert card["recipe"] == "micro"
     assert card["built_on"]["devices"] == {"features": "cpu", "llava": "cpu"}
     assert (target / "DONE").is_file() and (target / "audio" / "model.safetensors").is_file()
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]  # no staging left

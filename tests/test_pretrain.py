@@ -257,3 +257,22 @@ def test_pretrain_cli_refuses_a_device_this_machine_lacks(tmp_path, capsys, monk
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert main(["pretrain", "--recipe", "micro", "--out", str(out), "--device", "cuda:1"]) == 2
     assert "--device cuda:1: this machine has 1 CUDA device(s)" in capsys.readouterr().err
+
+
+def test_a_stage_resumed_on_another_device_records_both(tmp_path):
+    """The model card names every device a stage ran on, in order, once each."""
+    from mcit.pretrain.card import model_card_markdown
+    from mcit.pretrain.shipped import shipped_dir
+
+    state = build.BuildState(tmp_path, MICRO, resume=False)
+    state.add_seconds("llava", 10.0, "cpu")
+    state.add_seconds("llava", 5.0, "cuda:0 (NVIDIA H200)")
+    state.finish("llava", 1.0, device="cuda:0 (NVIDIA H200)", steps=3)
+    assert state.devices("llava") == "cpu, cuda:0 (NVIDIA H200)"
+    assert state.devices("features") == "cpu"  # a stage that never said where: the CPU
+    assert state.data["seconds"]["llava"] == 16.0
+    again = build.BuildState(tmp_path, MICRO, resume=True)  # read back from state.json
+    assert again.devices("llava") == "cpu, cuda:0 (NVIDIA H200)"
+    shipped = json.loads((shipped_dir(DEFAULT_RECIPE) / "model_card.json").read_text())
+    shipped["built_on"]["devices"] = {"features": "cpu", "llava": again.devices("llava")}
+    assert "; features on cpu; llava on cpu, cuda:0 (NVIDIA H200) |" in model_card_markdown(shipped)

@@ -403,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device",
         default="cpu",
-        help="where the features and LLaVA stages run: cpu (default) or cuda[:N]",
+        help="where a build's (--out) features and LLaVA stages run: cpu (default) or cuda[:N]",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_pretrain)

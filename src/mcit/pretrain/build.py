@@ -197,14 +197,10 @@ def build_base(
 
     if not state.done("features"):
         started = time.time()
+        state.add_seconds("features", 0.0, device_name(device))  # a resumed stage: each device
         _build_features(config, tokenizer, work, progress, device)
         digest = hashlib.sha256((work / "conversations.json").read_bytes()).hexdigest()
-        state.finish(
-            "features",
-            time.time() - started,
-            conversations_sha256=digest,
-            device=device_name(device),
-        )
+        state.finish("features", time.time() - started, conversations_sha256=digest)
 
     if not state.done("llava"):
         finished = _train_llava(
@@ -349,9 +345,11 @@ def _frozen_tower(config: TinyConfig) -> bool:
 
 
 def device_name(device: torch.device) -> str:
-    """`cpu`, or `cuda:0 (NVIDIA H200)`: what the model card records."""
+    """`cpu`, or `cuda:0 (NVIDIA H200)` (`cuda` named by its index): what the model card
+    records."""
     if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
+        index = torch.cuda.current_device() if device.index is None else device.index
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     return str(device)
 
 
@@ -476,7 +474,8 @@ def _train_llava(
         llava.load_state_dict(
             load_file(checkpoint / "model.safetensors", device=str(device)), strict=False
         )
-        saved = torch.load(checkpoint / "trainer.pt", weights_only=True, map_location=device)
+        # On the CPU: AdamW's step counts stay there (its moments follow the parameters).
+        saved = torch.load(checkpoint / "trainer.pt", weights_only=True, map_location="cpu")
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         step = int(saved["step"])
