@@ -109,8 +109,8 @@ PYCARD
         echo "gpu-build.sh: $dir exists and is not a base; name another folder" >&2
         exit 2
     fi
-    # Staged beside the target, so the last step is a rename on one file system: an
-    # interrupted unpack leaves the old base or the new one, never half of one.
+    # Staged beside the target, so the last steps are renames on one file system: an
+    # interrupted unpack never leaves half a base in DIR (at worst the old one stays beside it).
     mkdir -p "$(dirname "$dir")"
     staging=$(mktemp -d "$(dirname "$dir")/.unpack.XXXXXX")
     trap 'rm -rf "$tmp" "$staging"' EXIT
