@@ -33,7 +33,8 @@ SMOLLM2_135M = dict(  # the published config of HuggingFaceTB/SmolLM2-135M-Instr
 )
 
 
-def step_seconds(config: LlamaConfig, batch: int, tokens: int, rounds: int) -> float:
+def step_seconds(config: LlamaConfig, batch: int, tokens: int, rounds: int) -> tuple[float, int]:
+    """The best step time of an LM of `config`'s shape, and its parameter count."""
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     ids = torch.randint(0, min(config.vocab_size, 2000), (batch, tokens))
@@ -45,7 +46,7 @@ def step_seconds(config: LlamaConfig, batch: int, tokens: int, rounds: int) -> f
         loss.backward()
         model.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - started)
-    return min(times[1:])
+    return min(times[1:]), model.num_parameters()
 
 
 def main() -> None:
@@ -60,8 +61,7 @@ def main() -> None:
     shapes = {"shipped tiny LM": shipped, "SmolLM2-135M shape": LlamaConfig(**SMOLLM2_135M)}
     seconds = {}
     for name, config in shapes.items():
-        seconds[name] = step_seconds(config, args.batch, args.tokens, args.rounds)
-        params = LlamaForCausalLM(config).num_parameters()
+        seconds[name], params = step_seconds(config, args.batch, args.tokens, args.rounds)
         print(json.dumps({"lm": name, "parameters": params, "seconds": round(seconds[name], 2)}))
     ratio = seconds["SmolLM2-135M shape"] / seconds["shipped tiny LM"]
     print(json.dumps({"ratio": round(ratio, 1), "threads": args.threads}))

@@ -444,6 +444,7 @@ def _train_llava(
     values = _load_features(work, len(turns))
     _seed_all(config.seed)
     llava = _llava_model(config, tokenizer, work).to(device)
+    ran_on = device_name(device)
     backbone = _backbone(llava, tokenizer, llava_image_processor(config))
     collate = Collator(backbone)
     samples = [
@@ -512,7 +513,7 @@ def _train_llava(
         timed_out = max_seconds is not None and now - started >= max_seconds
         if step < total_steps and (now - last_save >= 60 * checkpoint_minutes or timed_out):
             _save_checkpoint(checkpoint, llava, optimizer, scheduler, step, smoothed)
-            state.add_seconds("llava", now - started, device_name(device))
+            state.add_seconds("llava", now - started, ran_on)
             started = last_save = now
             if timed_out:
                 bar.close()
@@ -523,9 +524,7 @@ def _train_llava(
         llava.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         llava_image_processor(config).save_pretrained(tmp)
-    state.finish(
-        "llava", time.time() - started, final_loss=smoothed, steps=step, device=device_name(device)
-    )
+    state.finish("llava", time.time() - started, final_loss=smoothed, steps=step, device=ran_on)
     shutil.rmtree(checkpoint, ignore_errors=True)
     return True
 
